@@ -1,0 +1,80 @@
+# o2c: `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NPM_STAMP := node_modules/.o2c-installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NPM_STAMP) ## install the Node 24 toolchain and libraries (npm ci)
+
+generate: deps ## regenerate protobuf-es code into runtime/src/gen
+	bash scripts/generate.sh
+
+manifests: deps ## regenerate CRD YAML (crds/generated, chart) and RBAC from crds/*.ts
+	tsx crds/generate.ts
+
+check-generated: generate manifests ## fail when regenerating changes committed files
+	@git diff --exit-code --stat -- runtime/src/gen crds charts || { echo "generated files are stale: run make generate manifests and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- runtime/src/gen crds charts)" || { git status --porcelain -- runtime/src/gen crds charts; echo "untracked generated files" >&2; exit 1; }
+
+lint: deps ## biome, tsc, buf lint (+ buf breaking against main)
+	biome check .
+	tsc -p tsconfig.json --noEmit
+	bash scripts/buf-check.sh
+
+services: ## start RabbitMQ and PostgreSQL when they are down, enable broker plugins
+	bash scripts/services.sh
+
+envtest: ## build (or reuse the cached) kube-apiserver and etcd for the tests
+	bash test/envtest/build.sh
+
+tryton: ## install Tryton from Debian packages and build the fixture database snapshot
+	bash test/tryton/setup.sh
+
+test-unit: deps ## unit tests (no I/O)
+	vitest run --config vitest.unit.config.ts
+
+test-integration: deps services envtest tryton ## integration tests against real services
+	vitest run --config vitest.integration.config.ts
+
+test: deps check-generated lint services envtest tryton ## everything CI runs: generated-code check, lint, unit, integration
+	vitest run --config vitest.unit.config.ts
+	vitest run --config vitest.integration.config.ts
+
+demo: deps services ## the reference O2C flow end to end on embedded defaults
+	tsx scripts/demo.ts
+
+dev: deps ## o2c dev -f examples/distributor/ (order API on 127.0.0.1:8080)
+	tsx runtime/src/cli/o2c.ts dev -f examples/distributor/
+
+run-operator: deps envtest ## run the operator against the local API server (or KUBECONFIG)
+	tsx operator/src/dev.ts
+
+bench: bench-api bench-bus bench-operator bench-connectors bench-workflow ## all benchmarks
+
+bench-api: deps services ## SubmitOrder throughput and latency -> bench/results/api.json
+	tsx bench/api.ts
+
+bench-bus: deps services ## RabbitMQ publish/consume figures -> bench/results/bus.json
+	tsx bench/bus.ts
+
+bench-operator: deps envtest ## 1,000 Pipelines through the operator -> bench/results/operator.json
+	tsx bench/operator.ts
+
+bench-connectors: deps services tryton ## connector driver figures -> bench/results/connectors.json
+	tsx bench/connectors.ts
+
+bench-workflow: deps services ## completed O2C orders/s -> bench/results/workflow.json
+	tsx bench/workflow.ts
+
+e2e: ## kind + Helm install (skips where no Docker engine runs)
+	bash test/e2e/run.sh
+
+.PHONY: help deps generate manifests check-generated lint services envtest tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e

@@ -1,0 +1,168 @@
+// o2c.v1.OrderService: the order API that CRMs, portals and client applications call.
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
+import { type Order, OrderState } from '../gen/o2c/v1/entities_pb.js';
+import {
+  CancelOrderRequestSchema,
+  GetOrderRequestSchema,
+  ListOrdersRequestSchema,
+  OrderService,
+  SubmitOrderRequestSchema,
+  WatchOrderRequestSchema,
+} from '../gen/o2c/v1/order_service_pb.js';
+import {
+  IdempotencyConflictError,
+  type ListFilter,
+  type OrderChange,
+  OrderNotFoundError,
+  type OrderRepository,
+  OrderStateError,
+  orderCreatedMs,
+  TERMINAL_STATES,
+} from '../orders/repository.js';
+import { decodePageToken, encodePageToken, PageTokenError } from './page-token.js';
+import { assertValid, invalidArgument } from './validation.js';
+
+export interface OrderServiceOptions {
+  orders: OrderRepository;
+  /** The Workflow generation new orders start on. */
+  workflowGeneration?: () => number;
+  /** How often WatchOrder re-reads the order, to see changes made by other replicas. */
+  watchPollMs?: number;
+}
+
+const DEFAULT_PAGE_SIZE = 50;
+const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
+function idempotencyKeyOf(fieldValue: string, ctx: HandlerContext): string {
+  const header = ctx.requestHeader.get('idempotency-key') ?? '';
+  if (fieldValue && header && fieldValue !== header) {
+    throw invalidArgument(
+      'idempotency_key',
+      'differs from the Idempotency-Key header; send one or make them equal',
+    );
+  }
+  const key = fieldValue || header;
+  if (!key) throw invalidArgument('idempotency_key', 'required (the field or the Idempotency-Key header)');
+  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
+    throw invalidArgument('idempotency_key', 'must be 1 to 128 printable ASCII characters without spaces');
+  }
+  return key;
+}
+
+function notFound(id: string): ConnectError {
+  return new ConnectError(`order ${id} not found`, Code.NotFound);
+}
+
+export function orderServiceRoutes(options: OrderServiceOptions) {
+  const { orders } = options;
+  const pollMs = options.watchPollMs ?? 1000;
+
+  return (router: ConnectRouter) =>
+    router.service(OrderService, {
+      async submitOrder(req, ctx) {
+        assertValid(SubmitOrderRequestSchema, req);
+        const key = idempotencyKeyOf(req.idempotencyKey, ctx);
+        try {
+          const { order } = await orders.submit({
+            order: req.order!,
+            idempotencyKey: key,
+            workflowGeneration: options.workflowGeneration?.(),
+            traceparent: ctx.requestHeader.get('traceparent') ?? undefined,
+          });
+          return { order };
+        } catch (err) {
+          if (err instanceof IdempotencyConflictError)
+            throw new ConnectError(err.message, Code.AlreadyExists);
+          throw err;
+        }
+      },
+
+      async getOrder(req) {
+        assertValid(GetOrderRequestSchema, req);
+        const order = await orders.get(req.id);
+        if (!order) throw notFound(req.id);
+        return { order };
+      },
+
+      async listOrders(req) {
+        assertValid(ListOrdersRequestSchema, req);
+        const filter: ListFilter = {
+          states: req.states,
+          customerId: req.customerId || undefined,
+          createdAfterMs: req.createdAfter ? timestampMs(req.createdAfter) : undefined,
+          createdBeforeMs: req.createdBefore ? timestampMs(req.createdBefore) : undefined,
+        };
+        let after: { createdAt: number; id: string } | undefined;
+        if (req.pageToken) {
+          try {
+            after = decodePageToken(req.pageToken, filter);
+          } catch (err) {
+            if (err instanceof PageTokenError) throw invalidArgument('page_token', err.message);
+            throw err;
+          }
+        }
+        const pageSize = req.pageSize || DEFAULT_PAGE_SIZE;
+        // One more than asked tells whether another page exists.
+        const page = await orders.list(filter, pageSize + 1, after);
+        const more = page.length > pageSize;
+        const list = more ? page.slice(0, pageSize) : page;
+        const last = list[list.length - 1];
+        return {
+          orders: list,
+          nextPageToken:
+            more && last ? encodePageToken({ createdAt: orderCreatedMs(last), id: last.id }, filter) : '',
+        };
+      },
+
+      async cancelOrder(req) {
+        assertValid(CancelOrderRequestSchema, req);
+        try {
+          return { order: await orders.cancel(req.id, req.reason) };
+        } catch (err) {
+          if (err instanceof OrderNotFoundError) throw notFound(req.id);
+          if (err instanceof OrderStateError) throw new ConnectError(err.message, Code.FailedPrecondition);
+          throw err;
+        }
+      },
+
+      async *watchOrder(req, ctx) {
+        assertValid(WatchOrderRequestSchema, req);
+        // Subscribe before the first read so no change falls between the read and the subscription.
+        const pending: Order[] = [];
+        let wake: (() => void) | undefined;
+        const unsubscribe = orders.onChange(req.id, (change: OrderChange) => {
+          pending.push(change.order);
+          wake?.();
+        });
+        const onAbort = () => wake?.();
+        ctx.signal.addEventListener('abort', onAbort);
+        try {
+          const first = await orders.get(req.id);
+          if (!first) throw notFound(req.id);
+          let version = first.version;
+          yield { order: first };
+          let current = first;
+          while (!TERMINAL_STATES.has(current.state) && !ctx.signal.aborted) {
+            if (pending.length === 0) {
+              await new Promise<void>((resolve) => {
+                wake = resolve;
+                setTimeout(resolve, pollMs);
+              });
+              wake = undefined;
+            }
+            const next = pending.length > 0 ? pending.shift() : await orders.get(req.id);
+            if (!next || next.version <= version) continue;
+            version = next.version;
+            current = next;
+            yield { order: next };
+          }
+        } finally {
+          unsubscribe();
+          ctx.signal.removeEventListener('abort', onAbort);
+        }
+      },
+    });
+}
+
+export { OrderState };

@@ -1,0 +1,185 @@
+// Publishes outbox rows to RabbitMQ after their transaction committed. A row is marked sent only
+// after the broker confirmed it; messages with the same ordering key go out one after the other, so
+// a consumer sees one order's events in the order they were written, even across broker outages.
+// One relay per store holds the lease at a time; the others stand by.
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from '../observability/logger.js';
+import type { OutboxRow, Store } from '../store/types.js';
+
+export interface OutboxPublisher {
+  publish(message: {
+    exchange: string;
+    routingKey: string;
+    body: Uint8Array;
+    messageId: string;
+    type: string;
+    correlationId: string;
+    headers?: Record<string, string>;
+  }): Promise<void>;
+}
+
+export interface OutboxRelayOptions {
+  store: Store;
+  publisher: OutboxPublisher;
+  logger: Logger;
+  registry?: Registry;
+  batchSize?: number;
+  /** How often to look for rows when nobody woke the relay. */
+  pollMs?: number;
+  /** Pause after a failed publish before trying again. */
+  retryMs?: number;
+  /** Sent rows older than this are deleted. */
+  retentionMs?: number;
+}
+
+/** Groups rows by ordering key, keeping write order inside each group. */
+export function chainsByKey(rows: OutboxRow[]): OutboxRow[][] {
+  const chains = new Map<string, OutboxRow[]>();
+  for (const row of rows) {
+    const chain = chains.get(row.orderingKey);
+    if (chain) chain.push(row);
+    else chains.set(row.orderingKey, [row]);
+  }
+  return [...chains.values()];
+}
+
+export class OutboxRelay {
+  private running = false;
+  private wakeUp: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private lastPurge = 0;
+  private readonly published?: Counter;
+  private readonly failures?: Counter;
+  private readonly pending?: Gauge;
+  connected = false;
+
+  constructor(private readonly options: OutboxRelayOptions) {
+    if (options.registry) {
+      this.published = new Counter({
+        name: 'o2c_outbox_published_total',
+        help: 'Outbox messages confirmed by the broker',
+        registers: [options.registry],
+      });
+      this.failures = new Counter({
+        name: 'o2c_outbox_publish_failures_total',
+        help: 'Outbox publishes the broker did not confirm (retried)',
+        registers: [options.registry],
+      });
+      this.pending = new Gauge({
+        name: 'o2c_outbox_pending',
+        help: 'Outbox messages read but not yet confirmed in the last batch',
+        registers: [options.registry],
+      });
+    }
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Tells the relay a transaction just committed outbox rows. */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake();
+    await this.loop;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => {
+      this.wakeUp = undefined;
+    });
+  }
+
+  private async run(): Promise<void> {
+    const { store, logger } = this.options;
+    while (this.running) {
+      let lease: Awaited<ReturnType<Store['tryAcquireLease']>>;
+      try {
+        lease = await store.tryAcquireLease('o2c.outbox-relay');
+      } catch (err) {
+        logger.warn({ err }, 'outbox relay could not reach the store');
+        await this.sleep(this.options.retryMs ?? 1000);
+        continue;
+      }
+      if (!lease) {
+        await this.sleep(2000);
+        continue;
+      }
+      try {
+        while (this.running) {
+          const sent = await this.relayBatch();
+          if (sent === 0) await this.sleep(this.options.pollMs ?? 200);
+          else if (sent < 0) await this.sleep(this.options.retryMs ?? 1000);
+        }
+      } catch (err) {
+        logger.warn({ err }, 'outbox relay lost the store; retrying');
+        await this.sleep(this.options.retryMs ?? 1000);
+      } finally {
+        await lease.release().catch(() => {});
+      }
+    }
+  }
+
+  /** Publishes one batch; returns how many rows were confirmed, or -1 when some failed. */
+  async relayBatch(): Promise<number> {
+    const { store, publisher, logger } = this.options;
+    const rows = await store.pendingOutbox(this.options.batchSize ?? 500);
+    if (rows.length === 0) {
+      await this.purgeOld();
+      return 0;
+    }
+    this.pending?.set(rows.length);
+    const confirmed: number[] = [];
+    let failed = false;
+    await Promise.all(
+      chainsByKey(rows).map(async (chain) => {
+        for (const row of chain) {
+          try {
+            await publisher.publish({
+              exchange: row.exchange,
+              routingKey: row.routingKey,
+              body: row.body,
+              messageId: row.id,
+              type: row.type,
+              correlationId: row.correlationId,
+              headers: row.headers,
+            });
+            confirmed.push(row.seq);
+          } catch (err) {
+            if (!failed) logger.warn({ err, messageId: row.id }, 'outbox publish not confirmed; will retry');
+            failed = true;
+            this.failures?.inc();
+            return; // The rest of this key waits, so its order holds.
+          }
+        }
+      }),
+    );
+    await store.markOutboxSent(confirmed);
+    this.published?.inc(confirmed.length);
+    this.connected = !failed;
+    this.pending?.set(0);
+    return failed ? -1 : confirmed.length;
+  }
+
+  private async purgeOld(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastPurge < 60_000) return;
+    this.lastPurge = now;
+    const cutoff = now - (this.options.retentionMs ?? 3_600_000);
+    await this.options.store.transaction((tx) =>
+      tx.execute('DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1', [cutoff]),
+    );
+  }
+}

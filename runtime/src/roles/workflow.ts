@@ -1,0 +1,103 @@
+// The workflow role: the order API, the store and the outbox relay (and, with the workflow engine,
+// the O2C state machine) in one process.
+import type { Registry } from 'prom-client';
+import { orderServiceRoutes } from '../api/order-service.js';
+import { type RunningServer, startApiServer, startHealthServer } from '../api/server.js';
+import { BusConnection } from '../bus/connection.js';
+import { ConfirmPublisher } from '../bus/publisher.js';
+import type { Logger } from '../observability/logger.js';
+import { createRegistry } from '../observability/metrics.js';
+import { OrderRepository } from '../orders/repository.js';
+import { OutboxRelay } from '../outbox/relay.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+
+export interface WorkflowRoleOptions {
+  /** postgres://... or sqlite:<path>. */
+  storeUrl: string;
+  /** amqp://...; without it the outbox keeps events until a broker is configured. */
+  brokerUrl?: string;
+  host?: string;
+  apiPort: number;
+  healthPort?: number;
+  tokensFile?: string;
+  /** e.g. "o2c/default/workflow/distributor" */
+  source: string;
+  workflowGeneration?: number;
+  logger: Logger;
+  registry?: Registry;
+}
+
+export interface WorkflowRole {
+  store: Store;
+  orders: OrderRepository;
+  api: RunningServer;
+  health?: RunningServer;
+  relay?: OutboxRelay;
+  stop(): Promise<void>;
+}
+
+export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<WorkflowRole> {
+  const { logger } = options;
+  const registry = options.registry ?? createRegistry();
+  const store = await openStore(options.storeUrl);
+  const orders = new OrderRepository(store, options.source);
+
+  let bus: BusConnection | undefined;
+  let relay: OutboxRelay | undefined;
+  if (options.brokerUrl) {
+    bus = new BusConnection({ url: options.brokerUrl, name: options.source, logger });
+    await bus.start();
+    const publisher = new ConfirmPublisher(bus, { maxUnconfirmed: 1000 });
+    relay = new OutboxRelay({
+      store,
+      publisher,
+      logger: logger.child({ component: 'outbox-relay' }),
+      registry,
+    });
+    relay.start();
+    // Every committed change wrote outbox rows: wake the relay rather than wait for its next poll.
+    orders.onAnyChange(() => relay?.wake());
+  }
+
+  const api = await startApiServer({
+    host: options.host ?? '0.0.0.0',
+    port: options.apiPort,
+    routes: orderServiceRoutes({ orders, workflowGeneration: () => options.workflowGeneration ?? 0 }),
+    logger: logger.child({ component: 'api' }),
+    registry,
+    tokensFile: options.tokensFile,
+  });
+
+  const health =
+    options.healthPort !== undefined
+      ? await startHealthServer({
+          host: options.host ?? '0.0.0.0',
+          port: options.healthPort,
+          registry,
+          readiness: async () => {
+            try {
+              await store.transaction((tx) => tx.query('SELECT 1'));
+            } catch (err) {
+              return `store unreachable: ${(err as Error).message}`;
+            }
+            return undefined;
+          },
+        })
+      : undefined;
+
+  return {
+    store,
+    orders,
+    api,
+    health,
+    relay,
+    async stop() {
+      await api.close();
+      await health?.close();
+      await relay?.stop();
+      await bus?.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// Embedded store on node:sqlite (no native addon): one connection in WAL mode with synchronous=FULL
+// so a commit is durable; transactions are serialised in process because the driver is synchronous
+// and a transaction may await between statements.
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { applyMigrations } from './migrate.js';
+import type { Migration } from './migration.js';
+import { CLAIM_INBOX_SQL, enqueueAll, PENDING_OUTBOX_SQL, toOutboxRow } from './sql-common.js';
+import type { Lease, OutboxMessage, OutboxRow, SqlParam, Store, Tx } from './types.js';
+
+/** `$1` placeholders become SQLite's numbered `?1`; booleans become 0/1. */
+export function toSqlite(sql: string): string {
+  return sql.replace(/\$(\d+)/g, '?$1');
+}
+
+function bind(params: SqlParam[]): SQLInputValue[] {
+  return params.map((p) => (typeof p === 'boolean' ? (p ? 1 : 0) : p));
+}
+
+class SqliteTx implements Tx {
+  readonly dialect = 'sqlite' as const;
+  constructor(private readonly db: DatabaseSync) {}
+
+  async query<R extends Record<string, unknown>>(sql: string, params: SqlParam[] = []): Promise<R[]> {
+    return this.db.prepare(toSqlite(sql)).all(...bind(params)) as R[];
+  }
+
+  async execute(sql: string, params: SqlParam[] = []): Promise<number> {
+    return Number(this.db.prepare(toSqlite(sql)).run(...bind(params)).changes);
+  }
+
+  async claimInbox(consumer: string, messageId: string): Promise<boolean> {
+    return (await this.execute(CLAIM_INBOX_SQL, [consumer, messageId, Date.now()])) === 1;
+  }
+
+  enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
+    return enqueueAll(this, messages, Date.now());
+  }
+}
+
+export interface SqliteStoreOptions {
+  /** A file path, or ':memory:'. */
+  path: string;
+  migrations: Migration[];
+}
+
+export class SqliteStore implements Store {
+  readonly dialect = 'sqlite' as const;
+  private readonly db: DatabaseSync;
+  private readonly tx: SqliteTx;
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly leases = new Set<string>();
+
+  constructor(private readonly options: SqliteStoreOptions) {
+    this.db = new DatabaseSync(options.path);
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
+    this.tx = new SqliteTx(this.db);
+  }
+
+  migrate(): Promise<void> {
+    return this.transaction(async (tx) => {
+      await applyMigrations(
+        {
+          dialect: 'sqlite',
+          exec: async (sql) => this.db.exec(sql),
+          query: (sql, params) => tx.query(sql, params),
+        },
+        this.options.migrations,
+      );
+    });
+  }
+
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const value = await fn(this.tx);
+        this.db.exec('COMMIT');
+        return value;
+      } catch (err) {
+        if (this.db.isTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    };
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(() => {});
+    return result;
+  }
+
+  async pendingOutbox(limit: number): Promise<OutboxRow[]> {
+    return this.transaction(async (tx) => (await tx.query(PENDING_OUTBOX_SQL, [limit])).map(toOutboxRow));
+  }
+
+  async markOutboxSent(seqs: number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.transaction(async (tx) => {
+      const now = Date.now();
+      for (const seq of seqs) await tx.execute('UPDATE outbox SET sent_at = $1 WHERE seq = $2', [now, seq]);
+    });
+  }
+
+  async tryAcquireLease(name: string): Promise<Lease | undefined> {
+    if (this.leases.has(name)) return undefined;
+    this.leases.add(name);
+    return { release: async () => void this.leases.delete(name) };
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    this.db.close();
+  }
+}
