@@ -1,12 +1,16 @@
 // o2c.v1.OrderService: the order API that CRMs, portals and client applications call.
-import { timestampMs } from '@bufbuild/protobuf/wkt';
+import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import { type Order, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import {
   CancelOrderRequestSchema,
+  GetOrderHistoryRequestSchema,
   GetOrderRequestSchema,
+  ListExceptionsRequestSchema,
   ListOrdersRequestSchema,
   OrderService,
+  ResolveExceptionRequestSchema,
+  RetryStepRequestSchema,
   SubmitOrderRequestSchema,
   WatchOrderRequestSchema,
 } from '../gen/o2c/v1/order_service_pb.js';
@@ -20,6 +24,8 @@ import {
   orderCreatedMs,
   TERMINAL_STATES,
 } from '../orders/repository.js';
+import { ExceptionNotFoundError, ExceptionStateError, type WorkflowEngine } from '../workflow/engine.js';
+import { type ExceptionRow, listExceptions, stepHistory } from '../workflow/instances.js';
 import { decodePageToken, encodePageToken, PageTokenError } from './page-token.js';
 import { assertValid, invalidArgument } from './validation.js';
 
@@ -29,6 +35,30 @@ export interface OrderServiceOptions {
   workflowGeneration?: () => number;
   /** How often WatchOrder re-reads the order, to see changes made by other replicas. */
   watchPollMs?: number;
+  /** The workflow engine, for RetryStep and ResolveException. */
+  engine?: WorkflowEngine;
+}
+
+function exceptionMessage(e: ExceptionRow) {
+  return {
+    id: e.id,
+    orderId: e.orderId,
+    step: e.step,
+    errorClass: e.errorClass,
+    message: e.message,
+    attempts: e.attempts,
+    status: e.status,
+    openTime: timestampFromMs(e.openedAt),
+    resolveTime: e.resolvedAt === null ? undefined : timestampFromMs(e.resolvedAt),
+    resolution: e.resolution,
+    payloadJson: e.payload,
+  };
+}
+
+function engineError(err: unknown): unknown {
+  if (err instanceof ExceptionNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof ExceptionStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  return err;
 }
 
 const DEFAULT_PAGE_SIZE = 50;
@@ -123,6 +153,61 @@ export function orderServiceRoutes(options: OrderServiceOptions) {
           if (err instanceof OrderNotFoundError) throw notFound(req.id);
           if (err instanceof OrderStateError) throw new ConnectError(err.message, Code.FailedPrecondition);
           throw err;
+        }
+      },
+
+      async getOrderHistory(req) {
+        assertValid(GetOrderHistoryRequestSchema, req);
+        const steps = await orders.store.transaction(async (tx) => {
+          if (!(await orders.get(req.id, tx))) throw notFound(req.id);
+          return stepHistory(tx, req.id);
+        });
+        return {
+          steps: steps.map((s) => ({
+            step: s.step,
+            attempt: s.attempt,
+            outcome: s.outcome,
+            errorClass: s.errorClass,
+            message: s.message,
+            startTime: timestampFromMs(s.startedAt),
+            endTime: s.endedAt === undefined ? undefined : timestampFromMs(s.endedAt),
+          })),
+        };
+      },
+
+      async listExceptions(req) {
+        assertValid(ListExceptionsRequestSchema, req);
+        const rows = await orders.store.transaction((tx) =>
+          listExceptions(tx, {
+            status: req.status,
+            orderId: req.orderId,
+            step: req.step,
+            limit: req.pageSize || DEFAULT_PAGE_SIZE,
+          }),
+        );
+        return { exceptions: rows.map(exceptionMessage) };
+      },
+
+      async retryStep(req) {
+        assertValid(RetryStepRequestSchema, req);
+        if (!options.engine)
+          throw new ConnectError('this process runs no workflow engine', Code.FailedPrecondition);
+        try {
+          return { order: await options.engine.retryStep(req.exceptionId) };
+        } catch (err) {
+          throw engineError(err);
+        }
+      },
+
+      async resolveException(req) {
+        assertValid(ResolveExceptionRequestSchema, req);
+        if (!options.engine)
+          throw new ConnectError('this process runs no workflow engine', Code.FailedPrecondition);
+        try {
+          const row = await options.engine.resolve(req.exceptionId, req.resolution, req.skipStep);
+          return { exception: exceptionMessage(row) };
+        } catch (err) {
+          throw engineError(err);
         }
       },
 

@@ -4,13 +4,18 @@ import type { Registry } from 'prom-client';
 import { orderServiceRoutes } from '../api/order-service.js';
 import { type RunningServer, startApiServer, startHealthServer } from '../api/server.js';
 import { BusConnection } from '../bus/connection.js';
+import { declareEventLog } from '../bus/event-log.js';
 import { ConfirmPublisher } from '../bus/publisher.js';
+import { connectorMigrations } from '../connectors/bindings.js';
 import type { Logger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { OrderRepository } from '../orders/repository.js';
 import { OutboxRelay } from '../outbox/relay.js';
-import { openStore } from '../store/index.js';
+import { openStore, registerMigrations } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { WorkflowEngine } from '../workflow/engine.js';
+import { workflowMigrations } from '../workflow/migrations.js';
+import type { WorkflowSpec } from '../workflow/spec.js';
 
 export interface WorkflowRoleOptions {
   /** postgres://... or sqlite:<path>. */
@@ -24,6 +29,8 @@ export interface WorkflowRoleOptions {
   /** e.g. "o2c/default/workflow/distributor" */
   source: string;
   workflowGeneration?: number;
+  /** The Workflow to run; without it (or without a broker) the role serves the order API only. */
+  workflow?: { namespace: string; name: string; spec: WorkflowSpec; timerPollMs?: number };
   logger: Logger;
   registry?: Registry;
 }
@@ -34,12 +41,15 @@ export interface WorkflowRole {
   api: RunningServer;
   health?: RunningServer;
   relay?: OutboxRelay;
+  engine?: WorkflowEngine;
+  bus?: BusConnection;
   stop(): Promise<void>;
 }
 
 export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<WorkflowRole> {
   const { logger } = options;
   const registry = options.registry ?? createRegistry();
+  registerMigrations([...workflowMigrations, ...connectorMigrations]);
   const store = await openStore(options.storeUrl);
   const orders = new OrderRepository(store, options.source);
 
@@ -48,6 +58,8 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
   if (options.brokerUrl) {
     bus = new BusConnection({ url: options.brokerUrl, name: options.source, logger });
     await bus.start();
+    // Every event is also kept in the o2c.events.log stream, which makes each event type routable.
+    await declareEventLog(bus);
     const publisher = new ConfirmPublisher(bus, { maxUnconfirmed: 1000 });
     relay = new OutboxRelay({
       store,
@@ -60,10 +72,29 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
     orders.onAnyChange(() => relay?.wake());
   }
 
+  let engine: WorkflowEngine | undefined;
+  if (bus && options.workflow) {
+    engine = new WorkflowEngine({
+      store,
+      orders,
+      connection: bus,
+      namespace: options.workflow.namespace,
+      workflow: options.workflow.name,
+      generation: options.workflowGeneration ?? 1,
+      spec: options.workflow.spec,
+      source: options.source,
+      logger: logger.child({ component: 'workflow-engine' }),
+      registry,
+      timerPollMs: options.workflow.timerPollMs,
+      onCommitted: () => relay?.wake(),
+    });
+    await engine.start();
+  }
+
   const api = await startApiServer({
     host: options.host ?? '0.0.0.0',
     port: options.apiPort,
-    routes: orderServiceRoutes({ orders, workflowGeneration: () => options.workflowGeneration ?? 0 }),
+    routes: orderServiceRoutes({ orders, engine, workflowGeneration: () => options.workflowGeneration ?? 0 }),
     logger: logger.child({ component: 'api' }),
     registry,
     tokensFile: options.tokensFile,
@@ -92,9 +123,12 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
     api,
     health,
     relay,
+    engine,
+    bus,
     async stop() {
       await api.close();
       await health?.close();
+      await engine?.stop();
       await relay?.stop();
       await bus?.close();
       await store.close();

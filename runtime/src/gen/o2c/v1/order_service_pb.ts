@@ -7,6 +7,8 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { ErrorClass } from "./common_pb.js";
+import { file_o2c_v1_common } from "./common_pb.js";
 import type { Order, OrderState } from "./entities_pb.js";
 import { file_o2c_v1_entities } from "./entities_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -15,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file o2c/v1/order_service.proto.
  */
 export const file_o2c_v1_order_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpvMmMvdjEvb3JkZXJfc2VydmljZS5wcm90bxIGbzJjLnYxIm0KElN1Ym1pdE9yZGVyUmVxdWVzdBIxCg9pZGVtcG90ZW5jeV9rZXkYASABKAlCGLpIFXITGIABMg5eW1x4MjEtXHg3RV0qJBIkCgVvcmRlchgCIAEoCzINLm8yYy52MS5PcmRlckIGukgDyAEBIjMKE1N1Ym1pdE9yZGVyUmVzcG9uc2USHAoFb3JkZXIYASABKAsyDS5vMmMudjEuT3JkZXIiKAoPR2V0T3JkZXJSZXF1ZXN0EhUKAmlkGAEgASgJQgm6SAZyBBABGEAiMAoQR2V0T3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciKKAgoRTGlzdE9yZGVyc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjMKBnN0YXRlcxgDIAMoDjISLm8yYy52MS5PcmRlclN0YXRlQg+6SAySAQkQECIFggECEAESHAoLY3VzdG9tZXJfaWQYBCABKAlCB7pIBHICGEASMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKEkxpc3RPcmRlcnNSZXNwb25zZRIdCgZvcmRlcnMYASADKAsyDS5vMmMudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkUKEkNhbmNlbE9yZGVyUmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiMwoTQ2FuY2VsT3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciIqChFXYXRjaE9yZGVyUmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAIjIKEldhdGNoT3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlcjL5AgoMT3JkZXJTZXJ2aWNlEkgKC1N1Ym1pdE9yZGVyEhoubzJjLnYxLlN1Ym1pdE9yZGVyUmVxdWVzdBobLm8yYy52MS5TdWJtaXRPcmRlclJlc3BvbnNlIgASQgoIR2V0T3JkZXISFy5vMmMudjEuR2V0T3JkZXJSZXF1ZXN0GhgubzJjLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACARJICgpMaXN0T3JkZXJzEhkubzJjLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GhoubzJjLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBEkgKC0NhbmNlbE9yZGVyEhoubzJjLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBobLm8yYy52MS5DYW5jZWxPcmRlclJlc3BvbnNlIgASRwoKV2F0Y2hPcmRlchIZLm8yYy52MS5XYXRjaE9yZGVyUmVxdWVzdBoaLm8yYy52MS5XYXRjaE9yZGVyUmVzcG9uc2UiADABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_o2c_v1_entities]);
+  fileDesc("ChpvMmMvdjEvb3JkZXJfc2VydmljZS5wcm90bxIGbzJjLnYxIm0KElN1Ym1pdE9yZGVyUmVxdWVzdBIxCg9pZGVtcG90ZW5jeV9rZXkYASABKAlCGLpIFXITGIABMg5eW1x4MjEtXHg3RV0qJBIkCgVvcmRlchgCIAEoCzINLm8yYy52MS5PcmRlckIGukgDyAEBIjMKE1N1Ym1pdE9yZGVyUmVzcG9uc2USHAoFb3JkZXIYASABKAsyDS5vMmMudjEuT3JkZXIiKAoPR2V0T3JkZXJSZXF1ZXN0EhUKAmlkGAEgASgJQgm6SAZyBBABGEAiMAoQR2V0T3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciKKAgoRTGlzdE9yZGVyc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjMKBnN0YXRlcxgDIAMoDjISLm8yYy52MS5PcmRlclN0YXRlQg+6SAySAQkQECIFggECEAESHAoLY3VzdG9tZXJfaWQYBCABKAlCB7pIBHICGEASMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKEkxpc3RPcmRlcnNSZXNwb25zZRIdCgZvcmRlcnMYASADKAsyDS5vMmMudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkUKEkNhbmNlbE9yZGVyUmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiMwoTQ2FuY2VsT3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciIqChFXYXRjaE9yZGVyUmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAIjIKEldhdGNoT3JkZXJSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciLXAQoNU3RlcEV4ZWN1dGlvbhIMCgRzdGVwGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SDwoHb3V0Y29tZRgDIAEoCRInCgtlcnJvcl9jbGFzcxgEIAEoDjISLm8yYy52MS5FcnJvckNsYXNzEg8KB21lc3NhZ2UYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi8KFkdldE9yZGVySGlzdG9yeVJlcXVlc3QSFQoCaWQYASABKAlCCbpIBnIEEAEYQCI/ChdHZXRPcmRlckhpc3RvcnlSZXNwb25zZRIkCgVzdGVwcxgBIAMoCzIVLm8yYy52MS5TdGVwRXhlY3V0aW9uIqUCChBGYWxsb3V0RXhjZXB0aW9uEgoKAmlkGAEgASgJEhAKCG9yZGVyX2lkGAIgASgJEgwKBHN0ZXAYAyABKAkSJwoLZXJyb3JfY2xhc3MYBCABKA4yEi5vMmMudjEuRXJyb3JDbGFzcxIPCgdtZXNzYWdlGAUgASgJEhAKCGF0dGVtcHRzGAYgASgNEg4KBnN0YXR1cxgHIAEoCRItCglvcGVuX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDHJlc29sdmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVzb2x1dGlvbhgKIAEoCRIUCgxwYXlsb2FkX2pzb24YCyABKAkilgEKFUxpc3RFeGNlcHRpb25zUmVxdWVzdBIsCgZzdGF0dXMYASABKAlCHLpIGXIXUgBSBG9wZW5SCHJlc29sdmVkUgNhbGwSGQoIb3JkZXJfaWQYAiABKAlCB7pIBHICGEASFQoEc3RlcBgDIAEoCUIHukgEcgIYPxIdCglwYWdlX3NpemUYBCABKAVCCrpIBxoFGPQDKAAiRgoWTGlzdEV4Y2VwdGlvbnNSZXNwb25zZRIsCgpleGNlcHRpb25zGAEgAygLMhgubzJjLnYxLkZhbGxvdXRFeGNlcHRpb24iMwoQUmV0cnlTdGVwUmVxdWVzdBIfCgxleGNlcHRpb25faWQYASABKAlCCbpIBnIEEAEYQCIxChFSZXRyeVN0ZXBSZXNwb25zZRIcCgVvcmRlchgBIAEoCzINLm8yYy52MS5PcmRlciJrChdSZXNvbHZlRXhjZXB0aW9uUmVxdWVzdBIfCgxleGNlcHRpb25faWQYASABKAlCCbpIBnIEEAEYQBIcCgpyZXNvbHV0aW9uGAIgASgJQgi6SAVyAxjQDxIRCglza2lwX3N0ZXAYAyABKAgiRwoYUmVzb2x2ZUV4Y2VwdGlvblJlc3BvbnNlEisKCWV4Y2VwdGlvbhgBIAEoCzIYLm8yYy52MS5GYWxsb3V0RXhjZXB0aW9uMsUFCgxPcmRlclNlcnZpY2USSAoLU3VibWl0T3JkZXISGi5vMmMudjEuU3VibWl0T3JkZXJSZXF1ZXN0GhsubzJjLnYxLlN1Ym1pdE9yZGVyUmVzcG9uc2UiABJCCghHZXRPcmRlchIXLm8yYy52MS5HZXRPcmRlclJlcXVlc3QaGC5vMmMudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBEkgKCkxpc3RPcmRlcnMSGS5vMmMudjEuTGlzdE9yZGVyc1JlcXVlc3QaGi5vMmMudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgOQAgESSAoLQ2FuY2VsT3JkZXISGi5vMmMudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GhsubzJjLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiABJHCgpXYXRjaE9yZGVyEhkubzJjLnYxLldhdGNoT3JkZXJSZXF1ZXN0GhoubzJjLnYxLldhdGNoT3JkZXJSZXNwb25zZSIAMAESVwoPR2V0T3JkZXJIaXN0b3J5Eh4ubzJjLnYxLkdldE9yZGVySGlzdG9yeVJlcXVlc3QaHy5vMmMudjEuR2V0T3JkZXJIaXN0b3J5UmVzcG9uc2UiA5ACARJUCg5MaXN0RXhjZXB0aW9ucxIdLm8yYy52MS5MaXN0RXhjZXB0aW9uc1JlcXVlc3QaHi5vMmMudjEuTGlzdEV4Y2VwdGlvbnNSZXNwb25zZSIDkAIBEkIKCVJldHJ5U3RlcBIYLm8yYy52MS5SZXRyeVN0ZXBSZXF1ZXN0GhkubzJjLnYxLlJldHJ5U3RlcFJlc3BvbnNlIgASVwoQUmVzb2x2ZUV4Y2VwdGlvbhIfLm8yYy52MS5SZXNvbHZlRXhjZXB0aW9uUmVxdWVzdBogLm8yYy52MS5SZXNvbHZlRXhjZXB0aW9uUmVzcG9uc2UiAGIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_o2c_v1_common, file_o2c_v1_entities]);
 
 /**
  * @generated from message o2c.v1.SubmitOrderRequest
@@ -242,6 +244,293 @@ export const WatchOrderResponseSchema: GenMessage<WatchOrderResponse> = /*@__PUR
   messageDesc(file_o2c_v1_order_service, 9);
 
 /**
+ * @generated from message o2c.v1.StepExecution
+ */
+export type StepExecution = Message<"o2c.v1.StepExecution"> & {
+  /**
+   * @generated from field: string step = 1;
+   */
+  step: string;
+
+  /**
+   * @generated from field: uint32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * "started", "succeeded", "failed", "retrying", "compensated", "skipped", "timed_out"
+   *
+   * @generated from field: string outcome = 3;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: o2c.v1.ErrorClass error_class = 4;
+   */
+  errorClass: ErrorClass;
+
+  /**
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 6;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 7;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message o2c.v1.StepExecution.
+ * Use `create(StepExecutionSchema)` to create a new message.
+ */
+export const StepExecutionSchema: GenMessage<StepExecution> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 10);
+
+/**
+ * @generated from message o2c.v1.GetOrderHistoryRequest
+ */
+export type GetOrderHistoryRequest = Message<"o2c.v1.GetOrderHistoryRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message o2c.v1.GetOrderHistoryRequest.
+ * Use `create(GetOrderHistoryRequestSchema)` to create a new message.
+ */
+export const GetOrderHistoryRequestSchema: GenMessage<GetOrderHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 11);
+
+/**
+ * @generated from message o2c.v1.GetOrderHistoryResponse
+ */
+export type GetOrderHistoryResponse = Message<"o2c.v1.GetOrderHistoryResponse"> & {
+  /**
+   * @generated from field: repeated o2c.v1.StepExecution steps = 1;
+   */
+  steps: StepExecution[];
+};
+
+/**
+ * Describes the message o2c.v1.GetOrderHistoryResponse.
+ * Use `create(GetOrderHistoryResponseSchema)` to create a new message.
+ */
+export const GetOrderHistoryResponseSchema: GenMessage<GetOrderHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 12);
+
+/**
+ * An order that fell out of the automated flow at a step.
+ *
+ * @generated from message o2c.v1.FalloutException
+ */
+export type FalloutException = Message<"o2c.v1.FalloutException"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string order_id = 2;
+   */
+  orderId: string;
+
+  /**
+   * @generated from field: string step = 3;
+   */
+  step: string;
+
+  /**
+   * @generated from field: o2c.v1.ErrorClass error_class = 4;
+   */
+  errorClass: ErrorClass;
+
+  /**
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * @generated from field: uint32 attempts = 6;
+   */
+  attempts: number;
+
+  /**
+   * "open" or "resolved"
+   *
+   * @generated from field: string status = 7;
+   */
+  status: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp open_time = 8;
+   */
+  openTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp resolve_time = 9;
+   */
+  resolveTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string resolution = 10;
+   */
+  resolution: string;
+
+  /**
+   * The request the step sent, as JSON, for the person fixing it.
+   *
+   * @generated from field: string payload_json = 11;
+   */
+  payloadJson: string;
+};
+
+/**
+ * Describes the message o2c.v1.FalloutException.
+ * Use `create(FalloutExceptionSchema)` to create a new message.
+ */
+export const FalloutExceptionSchema: GenMessage<FalloutException> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 13);
+
+/**
+ * @generated from message o2c.v1.ListExceptionsRequest
+ */
+export type ListExceptionsRequest = Message<"o2c.v1.ListExceptionsRequest"> & {
+  /**
+   * "open" (default), "resolved" or "all".
+   *
+   * @generated from field: string status = 1;
+   */
+  status: string;
+
+  /**
+   * @generated from field: string order_id = 2;
+   */
+  orderId: string;
+
+  /**
+   * @generated from field: string step = 3;
+   */
+  step: string;
+
+  /**
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message o2c.v1.ListExceptionsRequest.
+ * Use `create(ListExceptionsRequestSchema)` to create a new message.
+ */
+export const ListExceptionsRequestSchema: GenMessage<ListExceptionsRequest> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 14);
+
+/**
+ * @generated from message o2c.v1.ListExceptionsResponse
+ */
+export type ListExceptionsResponse = Message<"o2c.v1.ListExceptionsResponse"> & {
+  /**
+   * @generated from field: repeated o2c.v1.FalloutException exceptions = 1;
+   */
+  exceptions: FalloutException[];
+};
+
+/**
+ * Describes the message o2c.v1.ListExceptionsResponse.
+ * Use `create(ListExceptionsResponseSchema)` to create a new message.
+ */
+export const ListExceptionsResponseSchema: GenMessage<ListExceptionsResponse> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 15);
+
+/**
+ * @generated from message o2c.v1.RetryStepRequest
+ */
+export type RetryStepRequest = Message<"o2c.v1.RetryStepRequest"> & {
+  /**
+   * @generated from field: string exception_id = 1;
+   */
+  exceptionId: string;
+};
+
+/**
+ * Describes the message o2c.v1.RetryStepRequest.
+ * Use `create(RetryStepRequestSchema)` to create a new message.
+ */
+export const RetryStepRequestSchema: GenMessage<RetryStepRequest> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 16);
+
+/**
+ * @generated from message o2c.v1.RetryStepResponse
+ */
+export type RetryStepResponse = Message<"o2c.v1.RetryStepResponse"> & {
+  /**
+   * @generated from field: o2c.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message o2c.v1.RetryStepResponse.
+ * Use `create(RetryStepResponseSchema)` to create a new message.
+ */
+export const RetryStepResponseSchema: GenMessage<RetryStepResponse> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 17);
+
+/**
+ * @generated from message o2c.v1.ResolveExceptionRequest
+ */
+export type ResolveExceptionRequest = Message<"o2c.v1.ResolveExceptionRequest"> & {
+  /**
+   * @generated from field: string exception_id = 1;
+   */
+  exceptionId: string;
+
+  /**
+   * @generated from field: string resolution = 2;
+   */
+  resolution: string;
+
+  /**
+   * Continue with the next step as if the failed one had succeeded (it was done by hand).
+   *
+   * @generated from field: bool skip_step = 3;
+   */
+  skipStep: boolean;
+};
+
+/**
+ * Describes the message o2c.v1.ResolveExceptionRequest.
+ * Use `create(ResolveExceptionRequestSchema)` to create a new message.
+ */
+export const ResolveExceptionRequestSchema: GenMessage<ResolveExceptionRequest> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 18);
+
+/**
+ * @generated from message o2c.v1.ResolveExceptionResponse
+ */
+export type ResolveExceptionResponse = Message<"o2c.v1.ResolveExceptionResponse"> & {
+  /**
+   * @generated from field: o2c.v1.FalloutException exception = 1;
+   */
+  exception?: FalloutException | undefined;
+};
+
+/**
+ * Describes the message o2c.v1.ResolveExceptionResponse.
+ * Use `create(ResolveExceptionResponseSchema)` to create a new message.
+ */
+export const ResolveExceptionResponseSchema: GenMessage<ResolveExceptionResponse> = /*@__PURE__*/
+  messageDesc(file_o2c_v1_order_service, 19);
+
+/**
  * The order API that CRMs, portals and client applications call (Connect, gRPC, gRPC-Web and plain
  * HTTP+JSON on one port).
  *
@@ -292,6 +581,46 @@ export const OrderService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchOrderRequestSchema;
     output: typeof WatchOrderResponseSchema;
+  },
+  /**
+   * The steps an order went through, with attempts and outcomes.
+   *
+   * @generated from rpc o2c.v1.OrderService.GetOrderHistory
+   */
+  getOrderHistory: {
+    methodKind: "unary";
+    input: typeof GetOrderHistoryRequestSchema;
+    output: typeof GetOrderHistoryResponseSchema;
+  },
+  /**
+   * Fallout: orders held or failed at a step, for operations to fix and resubmit.
+   *
+   * @generated from rpc o2c.v1.OrderService.ListExceptions
+   */
+  listExceptions: {
+    methodKind: "unary";
+    input: typeof ListExceptionsRequestSchema;
+    output: typeof ListExceptionsResponseSchema;
+  },
+  /**
+   * After the cause is fixed, resumes the order from the step that failed.
+   *
+   * @generated from rpc o2c.v1.OrderService.RetryStep
+   */
+  retryStep: {
+    methodKind: "unary";
+    input: typeof RetryStepRequestSchema;
+    output: typeof RetryStepResponseSchema;
+  },
+  /**
+   * Closes an exception without retrying (e.g. handled by hand in the ERP).
+   *
+   * @generated from rpc o2c.v1.OrderService.ResolveException
+   */
+  resolveException: {
+    methodKind: "unary";
+    input: typeof ResolveExceptionRequestSchema;
+    output: typeof ResolveExceptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_o2c_v1_order_service, 0);

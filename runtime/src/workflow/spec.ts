@@ -1,0 +1,94 @@
+// The Workflow spec as the runtime reads it (the CRD schema in crds/workflow.ts is its source), and
+// the pure decisions over it: which step comes next, retry delays, failure policy.
+import { celEnv, parse, plan } from '@bufbuild/cel';
+import { parseDurationMs } from '../connectors/config.js';
+
+export interface StepSpec {
+  name: string;
+  call?: { connector: string; operation: string };
+  await?: { event: string; timeout?: string };
+  /** CEL over `order` (proto JSON) and `steps` (names of completed steps); false skips the step. */
+  when?: string;
+  onFailure?: 'fail' | 'hold' | 'compensate' | 'continue';
+  retry?: { maxAttempts?: number; backoff?: { initial?: string; max?: string } };
+  compensate?: { operation: string };
+  /** How long to wait for a connector's reply before sending the command again. */
+  timeout?: string;
+}
+
+export interface WorkflowSpec {
+  steps: StepSpec[];
+  notify?: { connector: string; operation: string }[];
+}
+
+export const DEFAULT_STEP_ATTEMPTS = 3;
+export const DEFAULT_REPLY_TIMEOUT_MS = 5 * 60_000;
+
+export function maxAttempts(step: StepSpec): number {
+  return step.retry?.maxAttempts ?? DEFAULT_STEP_ATTEMPTS;
+}
+
+/** Delay before attempt `attempt + 1`, doubling from `initial` up to `max`. */
+export function retryDelayMs(step: StepSpec, attempt: number): number {
+  const initial = parseDurationMs(step.retry?.backoff?.initial, 1000);
+  const max = parseDurationMs(step.retry?.backoff?.max, 300_000);
+  return Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+}
+
+export function awaitTimeoutMs(step: StepSpec): number {
+  return parseDurationMs(step.await?.timeout, 72 * 3_600_000);
+}
+
+export function replyTimeoutMs(step: StepSpec): number {
+  return parseDurationMs(step.timeout, DEFAULT_REPLY_TIMEOUT_MS);
+}
+
+const env = celEnv();
+const guards = new Map<string, ReturnType<typeof plan>>();
+
+export class GuardError extends Error {}
+
+/** Compiles a `when` guard once; throws GuardError naming the step when it does not parse. */
+export function compileGuard(step: StepSpec): ReturnType<typeof plan> | undefined {
+  if (!step.when) return undefined;
+  let compiled = guards.get(step.when);
+  if (!compiled) {
+    try {
+      compiled = plan(env, parse(step.when));
+    } catch (err) {
+      throw new GuardError(
+        `step ${step.name}: when ${JSON.stringify(step.when)} does not compile: ${(err as Error).message}`,
+      );
+    }
+    guards.set(step.when, compiled);
+  }
+  return compiled;
+}
+
+/** Evaluates a step's guard; a guard that errors or is not a bool is a GuardError. */
+export function guardAllows(step: StepSpec, order: unknown, completed: string[]): boolean {
+  const guard = compileGuard(step);
+  if (!guard) return true;
+  const result = guard({ order, steps: completed } as never);
+  if (typeof result !== 'boolean') {
+    throw new GuardError(`step ${step.name}: when ${JSON.stringify(step.when)} did not yield a bool`);
+  }
+  return result;
+}
+
+/** Checks a spec before it runs: unique names, one of call/await, guards that compile. */
+export function validateSpec(spec: WorkflowSpec): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const [i, step] of spec.steps.entries()) {
+    if (names.has(step.name)) problems.push(`steps[${i}].name: duplicate step ${step.name}`);
+    names.add(step.name);
+    if (!!step.call === !!step.await) problems.push(`steps[${i}]: a step has exactly one of call or await`);
+    try {
+      compileGuard(step);
+    } catch (err) {
+      problems.push(`steps[${i}].when: ${(err as Error).message}`);
+    }
+  }
+  return problems;
+}
