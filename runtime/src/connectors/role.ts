@@ -1,0 +1,180 @@
+// The connector role process: one command queue (o2c.commands, routing key = connector name), the
+// driver behind the governor, replies through the outbox (with a store) or a confirmed publisher.
+import type { Logger } from 'pino';
+import type { BusConnection } from '../bus/connection.js';
+import { Consumer, type Delivery, type HandlerOutcome, PermanentError } from '../bus/consumer.js';
+import { ConfirmPublisher } from '../bus/publisher.js';
+import { DEFAULT_RETRY_POLICY, type QueueSpec, queueName, type RetryPolicy } from '../bus/topology.js';
+import { OutboxRelay } from '../outbox/relay.js';
+import type { Store } from '../store/types.js';
+import { type Clock, systemClock } from './clock.js';
+import { COMMANDS_EXCHANGE } from './commands.js';
+import { type ConnectorRuntimeConfig, credentialsDirOf, governorLimits } from './config.js';
+import { type CredentialSource, FileCredentials, StaticCredentials } from './credentials.js';
+import { type ConnectorDriver, ConnectorFailure } from './driver.js';
+import { createDriver } from './drivers.js';
+import { Governor } from './governor.js';
+import { ConnectorRuntime, MalformedCommandError, type MessagePublisher } from './runtime.js';
+import type { SimulatorDriver } from './simulator/driver.js';
+
+export interface ConnectorRoleOptions {
+  config: ConnectorRuntimeConfig;
+  connection: BusConnection;
+  /** With a store, replies go through its outbox in the same transaction as the inbox claim. */
+  store?: Store;
+  /** Run an outbox relay for the store here (default true when a store is given). */
+  relay?: boolean;
+  /** A driver built elsewhere (tests); default: from config.driver. */
+  driver?: ConnectorDriver;
+  credentials?: CredentialSource;
+  retry?: RetryPolicy;
+  /** Queue name override (tests); default o2c.<namespace>.<name>.commands. */
+  queue?: string;
+  prefetch?: number;
+  clock?: Clock;
+  logger: Logger;
+}
+
+export interface ConnectorRole {
+  runtime: ConnectorRuntime;
+  consumer: Consumer;
+  queue: string;
+  stop(): Promise<void>;
+}
+
+/** The command queue of a connector. */
+export function commandQueueSpec(
+  config: ConnectorRuntimeConfig,
+  retry: RetryPolicy,
+  name?: string,
+): QueueSpec {
+  return {
+    name: name ?? queueName(config.namespace ?? 'default', config.name, 'commands'),
+    bindings: [{ exchange: COMMANDS_EXCHANGE, routingKey: config.name }],
+    retry,
+  };
+}
+
+function toPublishRequest(publisher: ConfirmPublisher): MessagePublisher {
+  return {
+    publish: (m) =>
+      publisher.publish({
+        exchange: m.exchange,
+        routingKey: m.routingKey,
+        body: m.body,
+        messageId: m.id,
+        type: m.type,
+        correlationId: m.correlationId,
+        headers: m.headers,
+        traceparent: m.headers?.traceparent,
+        orderingKey: m.orderingKey,
+      }),
+  };
+}
+
+export async function startConnectorRole(options: ConnectorRoleOptions): Promise<ConnectorRole> {
+  const { config, connection, store, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const log = logger.child({
+    kind: 'Connector',
+    namespace: config.namespace ?? 'default',
+    name: config.name,
+  });
+  const dir = credentialsDirOf(config);
+  const credentials = options.credentials ?? (dir ? new FileCredentials(dir) : new StaticCredentials());
+  const governor = new Governor(governorLimits(config), clock, (state) =>
+    log.warn({ circuit: state }, `circuit ${state}`),
+  );
+  const driver = options.driver ?? (await createDriver({ config, credentials, clock, governor, store }));
+  const publisher = new ConfirmPublisher(connection);
+  const relay =
+    store && options.relay !== false
+      ? new OutboxRelay({ store, publisher, logger: log.child({ component: 'outbox-relay' }), pollMs: 200 })
+      : undefined;
+  relay?.start();
+  const runtime = new ConnectorRuntime({
+    config,
+    driver,
+    governor,
+    store,
+    publisher: store ? undefined : toPublishRequest(publisher),
+    clock,
+    logger: log,
+  });
+  if (relay) runtime.onReply = () => relay.wake();
+
+  if ('onChange' in driver && typeof (driver as SimulatorDriver).onChange === 'function') {
+    // Work done inside the simulated systems reaches the workflow as events, like Tryton's poller.
+    (driver as SimulatorDriver).onChange((change) => {
+      const publish =
+        change.kind === 'shipmentDispatched'
+          ? runtime.publishEvent(
+              'o2c.v1.ShipmentDispatched',
+              {
+                case: 'shipmentDispatched',
+                value: {
+                  $typeName: 'o2c.v1.ShipmentDispatched',
+                  orderId: change.orderId,
+                  shipment: change.shipment,
+                },
+              },
+              { subject: change.orderId },
+            )
+          : runtime.publishEvent(
+              'o2c.v1.PaymentReceived',
+              {
+                case: 'paymentReceived',
+                value: {
+                  $typeName: 'o2c.v1.PaymentReceived',
+                  orderId: change.orderId,
+                  payment: change.payment,
+                },
+              },
+              { subject: change.orderId },
+            );
+      publish.catch((err: unknown) =>
+        log.error({ err, orderId: change.orderId }, 'publishing a simulator change failed'),
+      );
+    });
+  }
+
+  const retry = options.retry ?? DEFAULT_RETRY_POLICY;
+  const spec = commandQueueSpec(config, retry, options.queue);
+  const consumer = new Consumer({
+    connection,
+    spec,
+    prefetch: options.prefetch ?? Math.max(8, (governorLimits(config).maxConcurrency ?? 4) * 4),
+    handler: async (delivery: Delivery): Promise<HandlerOutcome> => {
+      try {
+        await runtime.handleEnvelope(delivery.envelope, {
+          messageId: delivery.envelope.id,
+          attempt: delivery.attempt,
+          finalAttempt: delivery.attempt >= retry.maxAttempts,
+        });
+        return 'ack';
+      } catch (err) {
+        if (err instanceof MalformedCommandError) return { fail: new PermanentError(err.message) };
+        if (err instanceof ConnectorFailure && !err.retryable)
+          return { fail: new PermanentError(err.message) };
+        return { retry: err as Error };
+      }
+    },
+  });
+  await consumer.start();
+  log.info(
+    { queue: spec.name, driver: driver.driverName, owns: config.owns ?? [] },
+    'connector consuming commands',
+  );
+
+  return {
+    runtime,
+    consumer,
+    queue: spec.name,
+    async stop() {
+      await consumer.stop();
+      await relay?.stop();
+      await publisher.close();
+      await driver.close?.();
+    },
+  };
+}

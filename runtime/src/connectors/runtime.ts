@@ -1,0 +1,240 @@
+// The connector role's core: takes one command envelope, checks ownership, runs the driver call
+// under the governor and produces the reply — written to the outbox in the same transaction as the
+// inbox claim when a store is configured, else published directly with confirms. Retryable failures
+// are thrown back to the bus consumer, which retries them with its delay policy.
+import { randomUUID } from 'node:crypto';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import type { Logger } from 'pino';
+import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
+import type { ConnectorCommand, ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
+import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import type { OutboxMessage, Store } from '../store/types.js';
+import { type Clock, systemClock } from './clock.js';
+import { EVENTS_EXCHANGE, emptyReply, replyMessage } from './commands.js';
+import { type ConnectorRuntimeConfig, governorLimits } from './config.js';
+import {
+  type CallContext,
+  type ConnectorDriver,
+  ConnectorFailure,
+  type DriverMethod,
+  type MethodName,
+  methodForOperation,
+  toConnectorFailure,
+} from './driver.js';
+import { Governor } from './governor.js';
+import { checkOwnership } from './ownership.js';
+
+/** Publishes one message and resolves when the broker confirmed it (the bus ConfirmPublisher). */
+export interface MessagePublisher {
+  publish(message: OutboxMessage): Promise<void>;
+}
+
+/** A command that cannot be decoded or answered; the consumer dead-letters it without retries. */
+export class MalformedCommandError extends Error {
+  override readonly name = 'MalformedCommandError';
+}
+
+export interface DeliveryInfo {
+  /** AMQP message_id; the Envelope id when absent. */
+  messageId?: string;
+  /** 1 for the first delivery. */
+  attempt?: number;
+  /** True on the consumer's last attempt: a retryable failure is then answered instead of thrown. */
+  finalAttempt?: boolean;
+}
+
+export type HandleOutcome = 'replied' | 'duplicate';
+
+export interface ConnectorRuntimeOptions {
+  config: ConnectorRuntimeConfig;
+  driver: ConnectorDriver;
+  store?: Store;
+  publisher?: MessagePublisher;
+  governor?: Governor;
+  clock?: Clock;
+  logger?: Logger;
+  /** Aborted at shutdown: waiting calls give up and in-flight calls see their signal abort. */
+  signal?: AbortSignal;
+}
+
+export class ConnectorRuntime {
+  readonly config: ConnectorRuntimeConfig;
+  readonly driver: ConnectorDriver;
+  readonly governor: Governor;
+  /** Inbox consumer name: one reply per command message. */
+  readonly consumer: string;
+  readonly source: string;
+  private readonly store: Store | undefined;
+  private readonly publisher: MessagePublisher | undefined;
+  private readonly clock: Clock;
+  private readonly logger: Logger | undefined;
+  private readonly signal: AbortSignal | undefined;
+
+  constructor(opts: ConnectorRuntimeOptions) {
+    this.config = opts.config;
+    this.driver = opts.driver;
+    this.store = opts.store;
+    this.publisher = opts.publisher;
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger;
+    this.signal = opts.signal;
+    this.governor =
+      opts.governor ??
+      new Governor(governorLimits(opts.config), this.clock, (state) =>
+        this.logger?.warn({ connector: opts.config.name, circuit: state }, `circuit ${state}`),
+      );
+    this.consumer = `connector.${opts.config.name}`;
+    this.source = `o2c/${opts.config.namespace ?? 'default'}/connector/${opts.config.name}`;
+    if (!this.store && !this.publisher)
+      throw new Error('connector runtime needs a store (outbox) or a publisher');
+  }
+
+  /** Handles one delivery of a command envelope. Throws a retryable ConnectorFailure to ask for a retry. */
+  async handleMessage(body: Uint8Array, delivery: DeliveryInfo = {}): Promise<HandleOutcome> {
+    let envelope: Envelope;
+    try {
+      envelope = fromBinary(EnvelopeSchema, body);
+    } catch (err) {
+      throw new MalformedCommandError(`command body is not an o2c.v1.Envelope: ${(err as Error).message}`);
+    }
+    return this.handleEnvelope(envelope, delivery);
+  }
+
+  /** Handles one decoded command envelope (the bus Consumer decodes it). */
+  async handleEnvelope(envelope: Envelope, delivery: DeliveryInfo = {}): Promise<HandleOutcome> {
+    if (envelope.payload.case !== 'connectorCommand') {
+      throw new MalformedCommandError(
+        `envelope ${envelope.id} carries ${envelope.payload.case ?? 'no payload'}, not a connector_command`,
+      );
+    }
+    const command = envelope.payload.value;
+    const reply = await this.execute(command, envelope, delivery);
+    const message = replyMessage(envelope, command, reply, this.source, this.clock.now());
+    return this.deliver(delivery.messageId || envelope.id, message);
+  }
+
+  /**
+   * Runs a command and returns its reply; a permanent failure becomes a reply with ConnectorError.
+   * A retryable failure is thrown unless this is the final attempt.
+   */
+  async execute(
+    command: ConnectorCommand,
+    envelope: Envelope,
+    delivery: DeliveryInfo = {},
+  ): Promise<ConnectorReply> {
+    const reply = emptyReply(command, this.config.name);
+    const started = this.clock.now();
+    try {
+      const result = await this.call(command, envelope);
+      reply.result = result as ConnectorReply['result'];
+    } catch (err) {
+      const failure = toConnectorFailure(err);
+      if (failure.retryable && !delivery.finalAttempt) throw failure;
+      this.logger?.info(
+        {
+          orderId: command.orderId,
+          correlationId: envelope.correlationId,
+          operation: command.operation,
+          errorClass: ErrorClass[failure.errorClass],
+          code: failure.code,
+        },
+        `connector call failed: ${failure.message}`,
+      );
+      reply.result = { case: 'error', value: failure.toProto() };
+    }
+    reply.durationMs = Math.max(0, Math.round(this.clock.now() - started));
+    return reply;
+  }
+
+  private async call(command: ConnectorCommand, envelope: Envelope): Promise<ConnectorReply['result']> {
+    const method = methodForOperation(command.operation);
+    if (!method) {
+      throw new ConnectorFailure(
+        ErrorClass.VALIDATION,
+        `unknown operation ${JSON.stringify(command.operation)}`,
+        {
+          code: 'UNKNOWN_OPERATION',
+        },
+      );
+    }
+    if (command.request.case !== method.localName) {
+      throw new ConnectorFailure(
+        ErrorClass.VALIDATION,
+        `operation ${command.operation} needs request ${method.localName}, got ${command.request.case ?? 'none'}`,
+        { code: 'REQUEST_MISMATCH' },
+      );
+    }
+    checkOwnership(this.config.name, this.config.owns, command.operation);
+    const fn = this.driver[method.localName] as DriverMethod<MethodName> | undefined;
+    if (!fn) {
+      throw new ConnectorFailure(
+        ErrorClass.VALIDATION,
+        `driver ${this.driver.driverName} of connector ${this.config.name} does not support ${command.operation}`,
+        { code: 'UNSUPPORTED_OPERATION' },
+      );
+    }
+    const request = command.request.value;
+    const response = await this.governor.run((signal) => {
+      const ctx: CallContext = {
+        signal,
+        idempotencyKey: envelope.idempotencyKey || `${command.orderId}:${command.step}:${command.operation}`,
+        correlationId: envelope.correlationId,
+      };
+      return fn.call(this.driver, request as never, ctx);
+    }, this.signal);
+    return { case: method.localName, value: response } as ConnectorReply['result'];
+  }
+
+  private async deliver(messageId: string, message: OutboxMessage): Promise<HandleOutcome> {
+    if (this.store) {
+      return this.store
+        .transaction(async (tx) => {
+          if (!(await tx.claimInbox(this.consumer, messageId))) return 'duplicate';
+          await tx.enqueueOutbox([message]);
+          return 'replied' as const;
+        })
+        .then((outcome) => {
+          if (outcome === 'replied') this.onReply?.(message);
+          return outcome;
+        });
+    }
+    await this.publisher?.publish(message);
+    this.onReply?.(message);
+    return 'replied';
+  }
+
+  /** Notified after every reply written or published (tests, the relay's wake-up). */
+  onReply?: (message: OutboxMessage) => void;
+
+  /** Publishes an event about work done inside the external system (a dispatch, a payment). */
+  async publishEvent(
+    routingKey: string,
+    payload: Envelope['payload'],
+    ids: { subject: string; correlationId?: string; idempotencyKey?: string },
+  ): Promise<void> {
+    const envelope = create(EnvelopeSchema, {
+      id: randomUUID(),
+      type: routingKey,
+      source: this.source,
+      subject: ids.subject,
+      time: timestampFromMs(this.clock.now()),
+      correlationId: ids.correlationId ?? ids.subject,
+      idempotencyKey: ids.idempotencyKey ?? '',
+      orderingKey: ids.subject,
+      payload,
+    });
+    const message: OutboxMessage = {
+      id: envelope.id,
+      exchange: EVENTS_EXCHANGE,
+      routingKey,
+      body: toBinary(EnvelopeSchema, envelope),
+      type: routingKey,
+      correlationId: envelope.correlationId,
+      orderingKey: envelope.orderingKey,
+    };
+    if (this.store) await this.store.transaction((tx) => tx.enqueueOutbox([message]));
+    else await this.publisher?.publish(message);
+    this.onReply?.(message);
+  }
+}
