@@ -197,6 +197,7 @@ async function throughBroker(count: number) {
   await Promise.all(
     Array.from({ length: count }, async (_, i) => {
       const m = commandMessage({
+        namespace: config.namespace,
         connector: config.name,
         request: createOrderRequest(i),
         orderId: `b-${i}`,

@@ -9,5 +9,5 @@ if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto/o2c/v
   trap 'rm -rf "$base"' EXIT
   git archive main proto | tar -x -C "$base"
   tsx scripts/proto-deps.ts "$base/proto/.deps" >/dev/null
-  (cd proto && buf breaking --path o2c --against "$base/proto")
+  (cd proto && buf breaking --against "$base/proto")
 fi

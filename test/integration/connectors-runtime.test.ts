@@ -97,6 +97,7 @@ describe.each(['postgres', 'sqlite'] as const)('connector role with the simulato
 
   const send = (request: CommandRequest, orderId: string, step = 'sales-order') => {
     const m = commandMessage({
+      namespace: 'it',
       connector: name,
       request,
       orderId,

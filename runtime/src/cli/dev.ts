@@ -4,9 +4,10 @@ import { mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { stackFromManifests, startLocalStack } from '../local/stack.js';
 import { loadManifests, ofKind } from '../manifests.js';
 import { createLogger } from '../observability/logger.js';
-import { startWorkflowRole } from '../roles/workflow.js';
+import { startWorkflowRole, type WorkflowRole } from '../roles/workflow.js';
 
 function reachable(url: string, timeoutMs = 1000): Promise<boolean> {
   const { hostname, port } = new URL(url);
@@ -47,17 +48,41 @@ export async function runDev(argv: string[]): Promise<void> {
   if (!brokerUrl)
     logger.warn(`RabbitMQ is not reachable at ${values.broker}: events wait in the outbox until it is`);
 
-  const role = await startWorkflowRole({
-    storeUrl,
-    brokerUrl,
-    host: values.host,
-    apiPort: Number(values.port),
-    tokensFile: values.tokens,
-    source: `o2c/dev/workflow/${workflow.metadata.name}`,
-    logger,
-  });
+  let role: WorkflowRole;
+  let stop: () => Promise<void>;
+  let connectorNames: string[] = [];
+  if (brokerUrl) {
+    // The whole flow: the Workflow's engine and one connector per Connector manifest, in process.
+    const parsed = stackFromManifests(manifests);
+    const stack = await startLocalStack({
+      namespace: 'dev',
+      workflowName: parsed.workflowName,
+      spec: parsed.spec,
+      connectors: parsed.connectors,
+      storeUrl,
+      brokerUrl,
+      host: values.host,
+      apiPort: Number(values.port),
+      tokensFile: values.tokens,
+      logger,
+    });
+    role = stack.workflow;
+    stop = () => stack.stop();
+    connectorNames = parsed.connectors.map((c) => `${c.name} (${c.driver})`);
+  } else {
+    role = await startWorkflowRole({
+      storeUrl,
+      host: values.host,
+      apiPort: Number(values.port),
+      tokensFile: values.tokens,
+      source: `o2c/dev/workflow/${workflow.metadata.name}`,
+      logger,
+    });
+    stop = () => role.stop();
+  }
   const base = `http://${values.host}:${role.api.port}`;
   console.log(`o2c dev: Workflow ${workflow.metadata.name} from ${workflow.source}`);
+  console.log(`  connectors  ${connectorNames.join(', ') || 'none (no broker: the order API only)'}`);
   console.log(
     `  order API   ${base}  (Connect, gRPC, gRPC-Web, HTTP+JSON; auth ${values.tokens ? 'on' : 'off'})`,
   );
@@ -74,5 +99,5 @@ export async function runDev(argv: string[]): Promise<void> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  await role.stop();
+  await stop();
 }

@@ -53,11 +53,13 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'dlq': {
       const { runDlq } = await import('./dlq.js');
-      return runDlq(rest);
+      process.exitCode = await runDlq(rest);
+      return;
     }
     case 'events': {
       const { runEvents } = await import('./events.js');
-      return runEvents(rest);
+      process.exitCode = await runEvents(rest);
+      return;
     }
     case 'submit': {
       const { values } = parseArgs({

@@ -1,5 +1,6 @@
 // How other roles talk to a connector: a ConnectorCommand in an Envelope on exchange o2c.commands
-// with the connector's name as routing key; the reply comes back as an Envelope{connector_reply} on
+// with routing key `<namespace>.<connector>` (Connectors are namespaced, like every resource, so two
+// namespaces with a Connector named erp never see each other's commands); the reply comes back as an Envelope{connector_reply} on
 // o2c.events with routing key = the command's reply_to. The workflow engine builds its commands here.
 
 import { randomUUID } from 'node:crypto';
@@ -25,8 +26,14 @@ export const COMMAND_TYPE = 'o2c.v1.ConnectorCommand';
 /** A request with its oneof case: `{ case: 'createSalesOrder', value: {...} }`. */
 export type CommandRequest = { [M in MethodName]: { case: M; value: RequestOf<M> } }[MethodName];
 
+/** Routing key of a Connector's commands on o2c.commands. */
+export function commandRoutingKey(namespace: string, connector: string): string {
+  return `${namespace}.${connector}`;
+}
+
 export interface CommandInput {
-  /** The Connector's name (routing key on o2c.commands). */
+  /** The Connector's namespace (default "default") and name: together the routing key on o2c.commands. */
+  namespace?: string;
   connector: string;
   request: CommandRequest;
   orderId: string;
@@ -79,7 +86,7 @@ export function commandMessage(input: CommandInput): OutboxMessage {
   return {
     id: envelope.id,
     exchange: COMMANDS_EXCHANGE,
-    routingKey: input.connector,
+    routingKey: commandRoutingKey(input.namespace ?? 'default', input.connector),
     body: toBinary(EnvelopeSchema, envelope),
     type: COMMAND_TYPE,
     correlationId: envelope.correlationId,

@@ -8,7 +8,7 @@ import { DEFAULT_RETRY_POLICY, type QueueSpec, queueName, type RetryPolicy } fro
 import { OutboxRelay } from '../outbox/relay.js';
 import type { Store } from '../store/types.js';
 import { type Clock, systemClock } from './clock.js';
-import { COMMANDS_EXCHANGE } from './commands.js';
+import { COMMANDS_EXCHANGE, commandRoutingKey } from './commands.js';
 import { type ConnectorRuntimeConfig, credentialsDirOf, governorLimits } from './config.js';
 import { type CredentialSource, FileCredentials, StaticCredentials } from './credentials.js';
 import { type ConnectorDriver, ConnectorFailure } from './driver.js';
@@ -50,7 +50,7 @@ export function commandQueueSpec(
 ): QueueSpec {
   return {
     name: name ?? queueName(config.namespace ?? 'default', config.name, 'commands'),
-    bindings: [{ exchange: COMMANDS_EXCHANGE, routingKey: config.name }],
+    bindings: [{ exchange: COMMANDS_EXCHANGE, routingKey: commandRoutingKey(config.namespace ?? 'default', config.name) }],
     retry,
   };
 }

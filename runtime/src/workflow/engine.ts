@@ -488,6 +488,7 @@ export class WorkflowEngine {
       return;
     }
     const message = commandMessage({
+      namespace: this.o.namespace,
       connector: call.connector,
       request,
       orderId: t.inst.orderId,
@@ -721,6 +722,7 @@ export class WorkflowEngine {
     const spec = this.specs.get(t.inst.generation)!;
     const step = spec.steps.find((s) => s.name === stepName)!;
     const message = commandMessage({
+      namespace: this.o.namespace,
       connector: step.call!.connector,
       request: buildRequest(step.compensate!.operation, t.order, t.inst.context),
       orderId: t.inst.orderId,
@@ -882,6 +884,7 @@ export class WorkflowEngine {
     const spec = this.specs.get(Number(order.workflowGeneration)) ?? this.o.spec;
     return (spec.notify ?? []).map((n, i) =>
       commandMessage({
+        namespace: this.o.namespace,
         connector: n.connector,
         request: buildRequest(n.operation, order, emptyContext()),
         orderId: order.id,

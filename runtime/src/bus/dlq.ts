@@ -1,0 +1,220 @@
+// Dead-letter queue operations behind `o2c dlq list|show|replay|purge`. Messages are browsed with
+// basic.get and left unacknowledged, so closing the channel puts back whatever was not replayed or
+// purged. Replay republishes to the queue the message failed in, with attempts reset, and acks the
+// DLQ copy after the broker confirmed; a crash in between duplicates, which the inbox absorbs.
+import { fromBinary, type JsonValue, toJson } from '@bufbuild/protobuf';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import { TrackedConfirmChannel } from './confirm-channel.js';
+import type { BusConnection } from './connection.js';
+import { FailureHeader } from './consumer.js';
+import { dlqName, ORDERING_HEADER } from './topology.js';
+
+export interface DlqEntry {
+  messageId: string;
+  type: string;
+  correlationId: string;
+  orderingKey: string;
+  /** max-attempts | permanent | decode, or the broker's reason (e.g. delivery_limit). */
+  reason: string;
+  errorClass: string;
+  error: string;
+  attempts: number;
+  firstFailure: string;
+  lastFailure: string;
+  originalQueue: string;
+  sizeBytes: number;
+  headers: Record<string, unknown>;
+}
+
+export interface DlqFilter {
+  type?: string;
+  orderingKey?: string;
+  messageId?: string;
+}
+
+export interface DlqMessage {
+  entry: DlqEntry;
+  /** The decoded Envelope as protobuf JSON; undefined when the body does not decode. */
+  envelope?: JsonValue;
+  decodeError?: string;
+}
+
+type Target = BusConnection | ChannelModel;
+
+/** Accepts a work queue name or its DLQ name. */
+export function toDlqName(queue: string): string {
+  return queue.endsWith('.dlq') ? queue : dlqName(queue);
+}
+
+/** The first `limit` messages of the DLQ, oldest first; nothing is removed. */
+export async function listDlq(
+  target: Target,
+  queue: string,
+  options: { limit?: number } & DlqFilter = {},
+): Promise<DlqEntry[]> {
+  const dlq = toDlqName(queue);
+  const limit = options.limit ?? 100;
+  const entries: DlqEntry[] = [];
+  await browse(target, dlq, async (msg) => {
+    const entry = describe(msg, dlq);
+    if (matches(entry, options)) entries.push(entry);
+    return entries.length >= limit ? 'stop' : 'keep';
+  });
+  return entries;
+}
+
+/** One DLQ message with its decoded Envelope. */
+export async function showDlq(
+  target: Target,
+  queue: string,
+  messageId: string,
+): Promise<DlqMessage | undefined> {
+  const dlq = toDlqName(queue);
+  let found: DlqMessage | undefined;
+  await browse(target, dlq, async (msg) => {
+    if (msg.properties.messageId !== messageId) return 'keep';
+    const entry = describe(msg, dlq);
+    try {
+      found = { entry, envelope: toJson(EnvelopeSchema, fromBinary(EnvelopeSchema, msg.content)) };
+    } catch (err) {
+      found = { entry, decodeError: (err as Error).message };
+    }
+    return 'stop';
+  });
+  return found;
+}
+
+/**
+ * Moves matching DLQ messages back to the queue they failed in, attempts reset; the others stay.
+ * Returns the replayed entries.
+ */
+export async function replayDlq(
+  target: Target,
+  queue: string,
+  options: { limit?: number } & DlqFilter = {},
+): Promise<DlqEntry[]> {
+  const dlq = toDlqName(queue);
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  const replayed: DlqEntry[] = [];
+  await browse(target, dlq, async (msg, channel) => {
+    const entry = describe(msg, dlq);
+    if (!matches(entry, options)) return 'keep';
+    const p = msg.properties;
+    await channel.publish('', entry.originalQueue, msg.content, {
+      persistent: true,
+      mandatory: true,
+      contentType: p.contentType,
+      messageId: p.messageId,
+      type: p.type,
+      correlationId: p.correlationId,
+      timestamp: p.timestamp,
+      headers: replayHeaders(p.headers ?? {}),
+    });
+    channel.channel.ack(msg);
+    replayed.push(entry);
+    return replayed.length >= limit ? 'stop' : 'keep';
+  });
+  return replayed;
+}
+
+/** Removes matching DLQ messages (all when no filter is given); returns how many. */
+export async function purgeDlq(target: Target, queue: string, filter: DlqFilter = {}): Promise<number> {
+  const dlq = toDlqName(queue);
+  if (!filter.type && !filter.orderingKey && !filter.messageId) {
+    const ch = await openChannel(target);
+    try {
+      return (await ch.channel.purgeQueue(dlq)).messageCount;
+    } finally {
+      await ch.close();
+    }
+  }
+  let purged = 0;
+  await browse(target, dlq, async (msg, channel) => {
+    if (!matches(describe(msg, dlq), filter)) return 'keep';
+    channel.channel.ack(msg);
+    purged++;
+    return 'keep';
+  });
+  return purged;
+}
+
+export function describe(msg: GetMessage, dlq: string): DlqEntry {
+  const h = (msg.properties.headers ?? {}) as Record<string, unknown>;
+  const str = (v: unknown) =>
+    v === undefined || v === null ? '' : Buffer.isBuffer(v) ? v.toString() : String(v);
+  let orderingKey = '';
+  try {
+    orderingKey = fromBinary(EnvelopeSchema, msg.content).orderingKey;
+  } catch {
+    // undecodable: fall back to the header
+  }
+  return {
+    messageId: str(msg.properties.messageId),
+    type: str(msg.properties.type),
+    correlationId: str(msg.properties.correlationId),
+    orderingKey: orderingKey || str(h[ORDERING_HEADER]),
+    reason: str(h[FailureHeader.reason] ?? h['x-first-death-reason']),
+    errorClass: str(h[FailureHeader.errorClass]),
+    error: str(h[FailureHeader.error]),
+    attempts: Number(h[FailureHeader.attempts] ?? 0),
+    firstFailure: str(h[FailureHeader.firstFailure]),
+    lastFailure: str(h[FailureHeader.lastFailure]),
+    originalQueue:
+      str(h[FailureHeader.originalQueue] ?? h['x-first-death-queue']) || dlq.replace(/\.dlq$/, ''),
+    sizeBytes: msg.content.length,
+    headers: h,
+  };
+}
+
+function matches(entry: DlqEntry, f: DlqFilter): boolean {
+  return (
+    (!f.type || entry.type === f.type) &&
+    (!f.orderingKey || entry.orderingKey === f.orderingKey) &&
+    (!f.messageId || entry.messageId === f.messageId)
+  );
+}
+
+/** Headers for a replayed message: failure history and attempts removed, a replay count added. */
+function replayHeaders(previous: Record<string, unknown>): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  const failure = new Set<string>(Object.values(FailureHeader));
+  for (const [k, v] of Object.entries(previous)) {
+    if (failure.has(k) || k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-'))
+      continue;
+    headers[k] = v;
+  }
+  headers['x-o2c-replays'] = Number(previous['x-o2c-replays'] ?? 0) + 1;
+  headers['x-o2c-replayed-at'] = new Date().toISOString();
+  return headers;
+}
+
+async function openChannel(target: Target): Promise<TrackedConfirmChannel> {
+  const raw = await target.createConfirmChannel();
+  raw.on('error', () => {}); // surfaced through the rejected operation
+  return new TrackedConfirmChannel(raw);
+}
+
+/**
+ * Gets messages one by one until the queue is empty or `visit` says stop; whatever `visit` did not
+ * ack goes back to the queue when the channel closes. Counting first bounds the walk, so messages
+ * that are put back or arrive meanwhile are not visited twice.
+ */
+async function browse(
+  target: Target,
+  queue: string,
+  visit: (msg: GetMessage, channel: TrackedConfirmChannel) => Promise<'keep' | 'stop'>,
+): Promise<void> {
+  const channel = await openChannel(target);
+  try {
+    const raw: Channel = channel.channel;
+    const { messageCount } = await raw.checkQueue(queue);
+    for (let i = 0; i < messageCount; i++) {
+      const msg = await raw.get(queue, { noAck: false });
+      if (msg === false) break;
+      if ((await visit(msg, channel)) === 'stop') break;
+    }
+  } finally {
+    await channel.close();
+  }
+}
