@@ -157,7 +157,7 @@ try {
   const crm = stack.connectors.get('crm')!.runtime.driver as { statusOf(id: string): string | undefined };
   check(crm.statusOf(submitted[0]!.order.id) === String(OrderState.PAID), 'the CRM shows the order as paid');
 } finally {
-  await stack.stop();
+  await stack.stop({ deleteQueues: true });
 }
 console.log(
   failures === 0 ? '\ndemo finished: every check passed' : `\ndemo finished with ${failures} failed check(s)`,

@@ -4,8 +4,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
+import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BusConnection } from '../../runtime/src/bus/connection.js';
+import { deleteQueueTopology, type QueueSpec, queueName } from '../../runtime/src/bus/topology.js';
 import { type ConnectorRole, startConnectorRole } from '../../runtime/src/connectors/role.js';
 import type { SimulatorDriver } from '../../runtime/src/connectors/simulator/driver.js';
 import { ErrorClass } from '../../runtime/src/gen/o2c/v1/common_pb.js';
@@ -14,6 +16,15 @@ import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { createLogger } from '../../runtime/src/observability/logger.js';
 import { BROKER_URL, freshDatabase } from './support/services.js';
 import { distributor, startStack, waitForState } from './support/stack.js';
+
+async function deleteQueues(specs: QueueSpec[]): Promise<void> {
+  const conn = await amqp.connect(BROKER_URL);
+  try {
+    for (const spec of specs) await deleteQueueTopology(conn, spec);
+  } finally {
+    await conn.close();
+  }
+}
 
 function startWorkflowProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn('tsx', ['test/integration/fixtures/workflow-process.ts'], {
@@ -38,6 +49,15 @@ describe('a workflow process killed in the middle of 200 orders', () => {
     for (const c of children) c.kill('SIGKILL');
     for (const r of roles) await r.stop();
     await bus?.close();
+    const retry = { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 1, multiplier: 1 } };
+    await deleteQueues([
+      ...roles.map((r) => r.consumer.spec),
+      ...['orders', 'replies', 'events'].map((p) => ({
+        name: queueName('wf-kill', 'distributor', p),
+        bindings: [],
+        retry,
+      })),
+    ]);
   });
 
   it('resumes every order after a restart, with exactly one ERP sales order each', async () => {
@@ -143,7 +163,10 @@ describe('a tax service that goes down', () => {
     const { spec, connectors } = distributor((s, cs) => {
       const tax = s.steps.find((x) => x.name === 'tax')!;
       tax.retry = { maxAttempts: 3, backoff: { initial: '100ms', max: '200ms' } };
-      cs.find((c) => c.name === 'tax')!.options!.failureRates = failureRates;
+      const taxConnector = cs.find((c) => c.name === 'tax')!;
+      taxConnector.options!.failureRates = failureRates;
+      // The connector's circuit opens on the outage; a short open window lets the test see it close.
+      taxConnector.circuitBreaker = { consecutiveFailures: 5, openFor: '500ms' };
     });
     const h = await startStack({ name: 'wf-tax', spec, connectors });
     try {
@@ -163,6 +186,7 @@ describe('a tax service that goes down', () => {
       expect(exceptions[0]?.attempts).toBe(3);
 
       failureRates.CalculateTax = 0; // the tax service is back
+      await new Promise((r) => setTimeout(r, 600)); // past the circuit's open window
       await h.client.retryStep({ exceptionId: exceptions[0]!.id });
       const paid = await waitForState(h.client, order!.id, [OrderState.PAID], 30_000);
       expect(paid.taxTotal?.units).toBe(1n);

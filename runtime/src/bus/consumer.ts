@@ -19,7 +19,7 @@ import {
   ORDERING_HEADER,
   type QueueSpec,
   retryDelayMs,
-  retryQueueName,
+  retryExchangeName,
 } from './topology.js';
 
 export { PermanentError } from './errors.js';
@@ -276,7 +276,8 @@ export class Consumer {
         await this.republish(
           att,
           msg,
-          retryQueueName(this.spec.name, delayMs),
+          retryExchangeName(delayMs),
+          this.spec.name,
           failureHeaders(headers, queue, outcome.retry, attempt, this.now()),
         );
         return;
@@ -318,7 +319,7 @@ export class Consumer {
       ...failureHeaders(current, queue, error, attempts, this.now()),
       [FailureHeader.reason]: reason,
     };
-    await this.republish(att, msg, dlqName(this.spec.name), headers);
+    await this.republish(att, msg, '', dlqName(this.spec.name), headers);
     this.metrics.deadLettered.inc({ queue: this.spec.name, reason });
   }
 
@@ -326,11 +327,12 @@ export class Consumer {
   private async republish(
     att: Attachment,
     msg: ConsumeMessage,
+    exchange: string,
     target: string,
     headers: Record<string, unknown>,
   ): Promise<void> {
     const p = msg.properties;
-    await att.channel.publish('', target, msg.content, {
+    await att.channel.publish(exchange, target, msg.content, {
       persistent: true,
       mandatory: true,
       contentType: p.contentType,

@@ -41,23 +41,26 @@ describe('retry tiers', () => {
 });
 
 describe('planned topology', () => {
-  it('gives an unordered queue a quorum work queue, one delay queue per tier and a DLQ', () => {
+  it('gives an unordered queue a quorum work queue and a DLQ, and uses the shared delay tiers', () => {
     const plan = planQueueTopology(
       aSpec({ retry: { maxAttempts: 3, backoff: { initialMs: 500, maxMs: 800, multiplier: 2 } } }),
     );
     expect(plan.queues.map((q) => q.name)).toEqual([
       'o2c.default.erp-to-crm.sync.dlq',
       'o2c.default.erp-to-crm.sync',
-      'o2c.default.erp-to-crm.sync.retry.500ms',
-      'o2c.default.erp-to-crm.sync.retry.800ms',
+      'o2c.retry.500ms',
+      'o2c.retry.800ms',
     ]);
+    // A tier dead-letters by the message's own routing key (the work queue's name): no fixed key.
     expect(plan.queues[2]!.arguments).toMatchObject({
       'x-queue-type': 'quorum',
       'x-message-ttl': 500,
       'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': 'o2c.default.erp-to-crm.sync',
     });
+    expect(plan.queues[2]!.arguments['x-dead-letter-routing-key']).toBeUndefined();
     expect(plan.queueBindings).toEqual([
+      { queue: 'o2c.retry.500ms', exchange: 'o2c.retry.500ms', routingKey: '' },
+      { queue: 'o2c.retry.800ms', exchange: 'o2c.retry.800ms', routingKey: '' },
       { queue: 'o2c.default.erp-to-crm.sync', exchange: 'o2c.events', routingKey: 'item.upserted' },
     ]);
   });

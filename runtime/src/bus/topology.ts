@@ -54,7 +54,15 @@ export function queueName(namespace: string, resource: string, purpose: string):
 }
 
 export const dlqName = (queue: string): string => `${queue}.dlq`;
-export const retryQueueName = (queue: string, delayMs: number): string => `${queue}.retry.${delayMs}ms`;
+/**
+ * Delay tiers are shared by every queue on the broker: one fanout exchange and one quorum queue per
+ * delay. A retried message is published to the tier's exchange with its work queue's name as the
+ * routing key; when its TTL runs out the tier dead-letters it through the default exchange, which
+ * routes by that same key, back to the work queue. Per-queue tiers would multiply the broker's
+ * quorum queues by the number of delays, which a small broker does not survive.
+ */
+export const retryQueueName = (delayMs: number): string => `o2c.retry.${delayMs}ms`;
+export const retryExchangeName = (delayMs: number): string => `o2c.retry.${delayMs}ms`;
 export const partitionQueueName = (queue: string, index: number): string => `${queue}.p${index}`;
 export const orderingExchangeName = (queue: string): string => `${queue}.ordering`;
 
@@ -140,17 +148,18 @@ export function planQueueTopology(spec: QueueSpec): TopologyPlan {
   }
   plan.queues.push({ name: spec.name, arguments: workArgs() });
   for (const delay of retryTiers(spec.retry)) {
+    plan.exchanges.push({ name: retryExchangeName(delay), type: 'fanout' });
     plan.queues.push({
-      name: retryQueueName(spec.name, delay),
+      name: retryQueueName(delay),
       arguments: {
         'x-queue-type': 'quorum',
         'x-message-ttl': delay,
         'x-dead-letter-exchange': '',
-        'x-dead-letter-routing-key': spec.name,
         'x-dead-letter-strategy': 'at-least-once',
         'x-overflow': 'reject-publish',
       },
     });
+    plan.queueBindings.push({ queue: retryQueueName(delay), exchange: retryExchangeName(delay), routingKey: '' });
   }
   for (const b of spec.bindings) plan.queueBindings.push({ queue: spec.name, ...b });
   return plan;
@@ -202,7 +211,10 @@ export async function declareQueueTopology(target: Target, spec: QueueSpec): Pro
  */
 export async function deleteQueueTopology(target: Target, spec: QueueSpec): Promise<void> {
   const plan = planQueueTopology(spec);
-  const own = plan.exchanges.filter((e) => e.name !== EVENTS_EXCHANGE && e.name !== COMMANDS_EXCHANGE);
+  // Shared delay tiers stay: other queues use them.
+  const shared = (name: string) => name === EVENTS_EXCHANGE || name === COMMANDS_EXCHANGE || name.startsWith('o2c.retry.');
+  const own = plan.exchanges.filter((e) => !shared(e.name));
+  plan.queues = plan.queues.filter((q) => !shared(q.name));
   // One channel per operation when given a connection: a 404 closes the channel it happened on.
   const each = async (op: (ch: Channel) => Promise<unknown>) => {
     try {

@@ -1,9 +1,10 @@
 // The whole O2C flow in one process, the way `o2c dev`, `make demo`, the workflow tests and the
 // workflow benchmark run it: a workflow role (order API, engine, store, outbox relay) and one
 // connector role per Connector, all over the real RabbitMQ.
+import amqp from 'amqplib';
 import type { Registry } from 'prom-client';
 import { BusConnection } from '../bus/connection.js';
-import type { RetryPolicy } from '../bus/topology.js';
+import { deleteQueueTopology, type RetryPolicy } from '../bus/topology.js';
 import type { ConnectorRuntimeConfig } from '../connectors/config.js';
 import { type ConnectorRole, startConnectorRole } from '../connectors/role.js';
 import type { Manifest } from '../manifests.js';
@@ -36,7 +37,8 @@ export interface LocalStack {
   workflow: WorkflowRole;
   connectors: Map<string, ConnectorRole>;
   connectorBus: BusConnection;
-  stop(): Promise<void>;
+  /** Stops everything; with deleteQueues the stack's queues go too (tests, the demo). */
+  stop(options?: { deleteQueues?: boolean }): Promise<void>;
 }
 
 export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
@@ -77,10 +79,22 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     workflow,
     connectors,
     connectorBus,
-    async stop() {
+    async stop(options = {}) {
+      const specs = [
+        ...(workflow.engine?.queueSpecs() ?? []),
+        ...[...connectors.values()].map((c) => c.consumer.spec),
+      ];
       await workflow.stop();
       for (const c of connectors.values()) await c.stop();
       await connectorBus.close();
+      if (options.deleteQueues) {
+        const conn = await amqp.connect(o.brokerUrl);
+        try {
+          for (const spec of specs) await deleteQueueTopology(conn, spec);
+        } finally {
+          await conn.close();
+        }
+      }
     },
   };
 }

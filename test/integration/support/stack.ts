@@ -1,4 +1,5 @@
 // A whole O2C stack in the test process: workflow role + simulator connectors over real RabbitMQ.
+
 import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import type { ConnectorRuntimeConfig } from '../../../runtime/src/connectors/config.js';
@@ -56,7 +57,12 @@ export async function startStack(options: {
     OrderService,
     createConnectTransport({ baseUrl: `http://127.0.0.1:${stack.workflow.api.port}`, httpVersion: '1.1' }),
   );
-  return { stack, client, connectors: options.connectors, stop: () => stack.stop() };
+  return {
+    stack,
+    client,
+    connectors: options.connectors,
+    stop: () => stack.stop({ deleteQueues: true }),
+  };
 }
 
 export async function waitForState(
