@@ -1,0 +1,163 @@
+// The RabbitMQ topology a resource needs (its queues, their dead-letter queues, their bindings),
+// behind a small interface so the operator does not depend on the broker client. Implemented with
+// amqplib for now; the runtime bus module owns the message flow on these queues.
+import { type Channel, type ChannelModel, connect } from 'amqplib';
+
+export const EVENTS_EXCHANGE = 'o2c.events';
+export const COMMANDS_EXCHANGE = 'o2c.commands';
+
+export interface TopologyBinding {
+  exchange: typeof EVENTS_EXCHANGE | typeof COMMANDS_EXCHANGE;
+  routingKey: string;
+}
+
+export interface TopologyPurpose {
+  /** Short name of what the queue is for, e.g. commands, sync, events. */
+  purpose: string;
+  bindings: TopologyBinding[];
+}
+
+export interface ResourceBroker {
+  /** Declares exchanges, the queue and dead-letter queue per purpose, and bindings. Returns the queue names. */
+  declareResourceTopology(
+    namespace: string,
+    kind: string,
+    name: string,
+    purposes: TopologyPurpose[],
+  ): Promise<string[]>;
+  /** Deletes the queues (and dead-letter queues); queues already gone count as deleted. */
+  deleteResourceTopology(namespace: string, kind: string, name: string, purposes: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** o2c.<namespace>.<resource>.<purpose>; purposes are distinct per kind, so names never collide. */
+export const queueName = (namespace: string, name: string, purpose: string): string =>
+  `o2c.${namespace}.${name}.${purpose}`;
+export const deadLetterQueueName = (queue: string): string => `${queue}.dlq`;
+
+const QUORUM = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
+
+interface AmqpError extends Error {
+  code?: number;
+}
+
+/** A broker that accepts TCP but never finishes the handshake (app stopped) must not hang a reconcile. */
+export const BROKER_TIMEOUT_MS = 10_000;
+
+export class AmqpResourceBroker implements ResourceBroker {
+  private connection: Promise<ChannelModel> | undefined;
+  /** A few channels: the broker handles one channel's methods in order, so queues declare in parallel. */
+  private readonly channels: Array<Promise<Channel> | undefined>;
+  private next = 0;
+
+  constructor(
+    private readonly url: string,
+    channels = 4,
+  ) {
+    this.channels = new Array(channels).fill(undefined);
+  }
+
+  private async openChannel(): Promise<Channel> {
+    if (!this.connection) {
+      this.connection = connect(this.url, { timeout: 5000 }).then((conn) => {
+        conn.on('error', () => {});
+        conn.on('close', () => {
+          this.connection = undefined;
+          this.channels.fill(undefined);
+        });
+        return conn;
+      });
+      this.connection.catch(() => {
+        this.connection = undefined;
+      });
+    }
+    const slot = this.next++ % this.channels.length;
+    let channel = this.channels[slot];
+    if (!channel) {
+      channel = this.connection.then(async (conn) => {
+        const ch = await conn.createChannel();
+        ch.on('error', () => {});
+        ch.on('close', () => {
+          if (this.channels[slot] === channel) this.channels[slot] = undefined;
+        });
+        await ch.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
+        await ch.assertExchange(COMMANDS_EXCHANGE, 'direct', { durable: true });
+        return ch;
+      });
+      this.channels[slot] = channel;
+      channel.catch(() => {
+        if (this.channels[slot] === channel) this.channels[slot] = undefined;
+      });
+    }
+    return channel;
+  }
+
+  private async bounded<T>(what: string, work: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Start over with a fresh connection next time.
+        void this.close();
+        reject(new Error(`${what}: RabbitMQ did not answer within ${BROKER_TIMEOUT_MS} ms`));
+      }, BROKER_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([work(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  declareResourceTopology(
+    namespace: string,
+    kind: string,
+    name: string,
+    purposes: TopologyPurpose[],
+  ): Promise<string[]> {
+    return this.bounded('declare queues', () => this.declare(namespace, kind, name, purposes));
+  }
+
+  deleteResourceTopology(namespace: string, kind: string, name: string, purposes: string[]): Promise<void> {
+    return this.bounded('delete queues', () => this.delete(namespace, kind, name, purposes));
+  }
+
+  private async declare(
+    namespace: string,
+    _kind: string,
+    name: string,
+    purposes: TopologyPurpose[],
+  ): Promise<string[]> {
+    const ch = await this.openChannel();
+    const queues: string[] = [];
+    for (const { purpose, bindings } of purposes) {
+      const queue = queueName(namespace, name, purpose);
+      await ch.assertQueue(deadLetterQueueName(queue), QUORUM);
+      await ch.assertQueue(queue, QUORUM);
+      for (const b of bindings) await ch.bindQueue(queue, b.exchange, b.routingKey);
+      queues.push(queue);
+    }
+    return queues;
+  }
+
+  private async delete(namespace: string, _kind: string, name: string, purposes: string[]): Promise<void> {
+    for (const purpose of purposes) {
+      const queue = queueName(namespace, name, purpose);
+      for (const q of [queue, deadLetterQueueName(queue)]) {
+        const ch = await this.openChannel();
+        try {
+          await ch.deleteQueue(q);
+        } catch (err) {
+          // 404 NOT_FOUND: already gone, which is what we want. The broker closed the channel.
+          if ((err as AmqpError).code !== 404) throw err;
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const conn = this.connection;
+    this.connection = undefined;
+    this.channels.fill(undefined);
+    if (conn) await (await conn.catch(() => undefined))?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,62 @@
+// The operator process: settings from the environment, kubeconfig from KUBECONFIG or the pod's
+// service account, graceful shutdown on SIGTERM / SIGINT.
+import { fileURLToPath } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { settingsFromEnv } from './config.js';
+import { Operator } from './operator.js';
+
+export async function runOperator(
+  env: NodeJS.ProcessEnv = process.env,
+  afterStop: () => Promise<void> = async () => {},
+): Promise<Operator> {
+  const settings = settingsFromEnv(env);
+  const log = pino({ level: settings.logLevel, base: { component: 'o2c-operator' } });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  const operator = new Operator({
+    kubeConfig,
+    log,
+    image: settings.image,
+    identity: settings.identity,
+    amqpUrl: settings.amqpUrl,
+    brokerSecretName: settings.brokerSecretName,
+    leaseNamespace: settings.leaseNamespace,
+    leaseName: settings.leaseName,
+    healthPort: settings.healthPort,
+    workers: settings.workers,
+    // A replica that lost the Lease exits, so it comes back as a clean standby.
+    onLostLeadership: () => process.exit(1),
+  });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    operator
+      .stop()
+      .then(afterStop)
+      .then(
+        () => process.exit(0),
+        (err) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  await operator.start();
+  log.info(
+    { identity: settings.identity, image: settings.image, healthPort: operator.healthPort },
+    'operator started',
+  );
+  return operator;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  runOperator().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

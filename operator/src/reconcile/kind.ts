@@ -1,0 +1,28 @@
+// What differs between the kinds: which Connectors and Secrets a resource references, which queues it
+// needs and which ports it serves. Everything else lives in the generic reconciler (controller.ts).
+import type { TopologyPurpose } from '../broker.js';
+import type { AnyResource, Kind, O2cStatus } from '../resources.js';
+
+export interface ConnectorReference {
+  field: string;
+  connector: string;
+  operation?: string;
+}
+
+export interface SecretReference {
+  field: string;
+  secret: string;
+  key?: string;
+}
+
+export interface KindHandler<R extends AnyResource = AnyResource> {
+  kind: Kind;
+  connectorRefs(r: R): ConnectorReference[];
+  secretRefs(r: R): SecretReference[];
+  purposes(r: R): TopologyPurpose[];
+  /** Every purpose this kind may ever have declared, for deletion. */
+  allPurposes: readonly string[];
+  /** Named ports the runtime serves besides metrics (9090). */
+  ports(r: R): Record<string, number>;
+  extraStatus?(r: R): Partial<O2cStatus>;
+}

@@ -1,0 +1,25 @@
+// Pipeline: source and sink Connectors (the sink's system must offer the operation), one sync queue
+// bound on o2c.events to the source event types.
+import { EVENTS_EXCHANGE } from '../broker.js';
+import type { Pipeline } from '../resources.js';
+import type { KindHandler } from './kind.js';
+
+export const pipelineHandler: KindHandler<Pipeline> = {
+  kind: 'Pipeline',
+  connectorRefs: (p) => [
+    { field: 'spec.source.connector', connector: p.spec.source.connector },
+    { field: 'spec.sink.connector', connector: p.spec.sink.connector, operation: p.spec.sink.operation },
+  ],
+  secretRefs: () => [],
+  purposes: (p) => [
+    {
+      purpose: 'sync',
+      bindings: [...new Set(p.spec.source.events)].map((event) => ({
+        exchange: EVENTS_EXCHANGE,
+        routingKey: event,
+      })),
+    },
+  ],
+  allPurposes: ['sync'],
+  ports: () => ({}),
+};

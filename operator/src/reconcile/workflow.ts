@@ -1,0 +1,51 @@
+// Workflow: every Connector its steps, compensations and notifications call; its API token and
+// database Secrets; one events queue bound to the events its steps await; the order API port.
+import { EVENTS_EXCHANGE } from '../broker.js';
+import type { Workflow } from '../resources.js';
+import type { ConnectorReference, KindHandler, SecretReference } from './kind.js';
+
+export const workflowHandler: KindHandler<Workflow> = {
+  kind: 'Workflow',
+  connectorRefs: (w) => {
+    const refs: ConnectorReference[] = [];
+    w.spec.steps.forEach((step, i) => {
+      if (!step.call) return;
+      refs.push({
+        field: `spec.steps[${i}].call`,
+        connector: step.call.connector,
+        operation: step.call.operation,
+      });
+      if (step.compensate) {
+        refs.push({
+          field: `spec.steps[${i}].compensate`,
+          connector: step.call.connector,
+          operation: step.compensate.operation,
+        });
+      }
+    });
+    (w.spec.notify ?? []).forEach((n, i) => {
+      refs.push({ field: `spec.notify[${i}]`, connector: n.connector, operation: n.operation });
+    });
+    return refs;
+  },
+  secretRefs: (w) => {
+    const refs: SecretReference[] = [];
+    const auth = w.spec.api?.authSecretRef;
+    if (auth) refs.push({ field: 'spec.api.authSecretRef', secret: auth.name, key: auth.key ?? 'tokens' });
+    const db = w.spec.store.postgres?.urlSecretRef;
+    if (db) refs.push({ field: 'spec.store.postgres.urlSecretRef', secret: db.name, key: db.key ?? 'url' });
+    return refs;
+  },
+  purposes: (w) => [
+    {
+      purpose: 'events',
+      bindings: [...new Set(w.spec.steps.flatMap((s) => (s.await ? [s.await.event] : [])))].map((event) => ({
+        exchange: EVENTS_EXCHANGE,
+        routingKey: event,
+      })),
+    },
+  ],
+  allPurposes: ['events'],
+  ports: (w) => ({ api: w.spec.api?.port ?? 8080 }),
+  extraStatus: (w) => ({ steps: w.spec.steps.length }),
+};

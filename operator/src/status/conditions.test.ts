@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { conditionsDiffer, mergeConditions, newFailures } from './condition.js';
+import { credentialsResolved } from './credentials-resolved.js';
+import { deploymentAvailable } from './deployment-available.js';
+import { ready } from './ready.js';
+import { referencesResolved } from './references-resolved.js';
+
+const T0 = new Date('2026-01-01T00:00:00Z');
+const T1 = new Date('2026-01-01T01:00:00Z');
+
+describe('conditions', () => {
+  it.each([
+    [
+      'a missing Secret is named',
+      [{ field: 'spec.credentialsSecretRef', secret: 'tryton' }],
+      'False',
+      'SecretNotFound',
+      'Secret shop/tryton not found',
+    ],
+    [
+      'a missing key is named',
+      [{ field: 'spec.credentialsSecretRef', secret: 'tryton', key: 'password', keys: ['user'] }],
+      'False',
+      'SecretKeyMissing',
+      "Secret shop/tryton has no key 'password'",
+    ],
+    ['no Secrets is fine', [], 'True', 'NoSecretsReferenced', 'no Secrets'],
+  ] as const)('CredentialsResolved: %s', (_n, checks, status, reason, text) => {
+    const c = credentialsResolved('shop', checks);
+    expect(c).toMatchObject({ status, reason });
+    expect(c.message).toContain(text);
+  });
+
+  it('ReferencesResolved names a missing Connector and the field', () => {
+    const c = referencesResolved('shop', [{ field: 'spec.sink.connector', connector: 'crm' }]);
+    expect(c).toMatchObject({ status: 'False', reason: 'ConnectorNotFound' });
+    expect(c.message).toContain('Connector shop/crm not found (referenced by spec.sink.connector)');
+  });
+
+  it.each([
+    ['no Deployment yet', undefined, 1, 'DeploymentNotCreated'],
+    [
+      'a rollout in progress',
+      { metadata: { name: 'd', generation: 2 }, status: { observedGeneration: 1 } },
+      1,
+      'RollingOut',
+    ],
+    [
+      'too few pods available',
+      {
+        metadata: { name: 'd', generation: 1 },
+        status: { observedGeneration: 1, updatedReplicas: 2, availableReplicas: 1 },
+      },
+      2,
+      'ReplicasUnavailable',
+    ],
+    [
+      'all pods available',
+      {
+        metadata: { name: 'd', generation: 1 },
+        status: { observedGeneration: 1, updatedReplicas: 2, availableReplicas: 2 },
+      },
+      2,
+      'MinimumReplicasAvailable',
+    ],
+  ])('DeploymentAvailable with %s', (_n, deployment, replicas, reason) => {
+    expect(deploymentAvailable(deployment, replicas).reason).toBe(reason);
+  });
+
+  it('Ready carries the first failure', () => {
+    const r = ready([
+      { type: 'ReferencesResolved', status: 'True', reason: 'Resolved', message: '' },
+      {
+        type: 'CredentialsResolved',
+        status: 'False',
+        reason: 'SecretNotFound',
+        message: 'Secret a/b not found',
+      },
+    ]);
+    expect(r).toMatchObject({
+      status: 'False',
+      reason: 'SecretNotFound',
+      message: 'CredentialsResolved: Secret a/b not found',
+    });
+  });
+
+  it('keeps lastTransitionTime while the status stays, and reports no change', () => {
+    const c = { type: 'Ready', status: 'False' as const, reason: 'X', message: 'm' };
+    const first = mergeConditions(undefined, [c], 1, T0);
+    const second = mergeConditions(first, [c], 1, T1);
+    expect(second[0]!.lastTransitionTime).toBe('2026-01-01T00:00:00Z');
+    expect(conditionsDiffer(first, second)).toBe(false);
+    expect(newFailures(first, second)).toEqual([]);
+    const flipped = mergeConditions(second, [{ ...c, status: 'True' }], 1, T1);
+    expect(flipped[0]!.lastTransitionTime).toBe('2026-01-01T01:00:00Z');
+  });
+});
