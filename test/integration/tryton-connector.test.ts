@@ -548,7 +548,15 @@ describe('tryton connector role on RabbitMQ', () => {
 
   async function send(request: CommandRequest, orderId: string, step: string): Promise<ConnectorReply> {
     const correlationId = `${RUN}-bus-${++seq}`;
-    const m = commandMessage({ namespace: 'it', connector: name, request, orderId, step, replyTo, correlationId });
+    const m = commandMessage({
+      namespace: 'it',
+      connector: name,
+      request,
+      orderId,
+      step,
+      replyTo,
+      correlationId,
+    });
     await publisher.publish({
       exchange: m.exchange,
       routingKey: m.routingKey,

@@ -159,7 +159,11 @@ export function planQueueTopology(spec: QueueSpec): TopologyPlan {
         'x-overflow': 'reject-publish',
       },
     });
-    plan.queueBindings.push({ queue: retryQueueName(delay), exchange: retryExchangeName(delay), routingKey: '' });
+    plan.queueBindings.push({
+      queue: retryQueueName(delay),
+      exchange: retryExchangeName(delay),
+      routingKey: '',
+    });
   }
   for (const b of spec.bindings) plan.queueBindings.push({ queue: spec.name, ...b });
   return plan;
@@ -212,7 +216,8 @@ export async function declareQueueTopology(target: Target, spec: QueueSpec): Pro
 export async function deleteQueueTopology(target: Target, spec: QueueSpec): Promise<void> {
   const plan = planQueueTopology(spec);
   // Shared delay tiers stay: other queues use them.
-  const shared = (name: string) => name === EVENTS_EXCHANGE || name === COMMANDS_EXCHANGE || name.startsWith('o2c.retry.');
+  const shared = (name: string) =>
+    name === EVENTS_EXCHANGE || name === COMMANDS_EXCHANGE || name.startsWith('o2c.retry.');
   const own = plan.exchanges.filter((e) => !shared(e.name));
   plan.queues = plan.queues.filter((q) => !shared(q.name));
   // One channel per operation when given a connection: a 404 closes the channel it happened on.

@@ -50,7 +50,12 @@ export function commandQueueSpec(
 ): QueueSpec {
   return {
     name: name ?? queueName(config.namespace ?? 'default', config.name, 'commands'),
-    bindings: [{ exchange: COMMANDS_EXCHANGE, routingKey: commandRoutingKey(config.namespace ?? 'default', config.name) }],
+    bindings: [
+      {
+        exchange: COMMANDS_EXCHANGE,
+        routingKey: commandRoutingKey(config.namespace ?? 'default', config.name),
+      },
+    ],
     retry,
   };
 }
