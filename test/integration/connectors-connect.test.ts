@@ -19,7 +19,7 @@ let server: ChildProcess;
 let endpoint: string;
 
 beforeAll(async () => {
-  server = spawn('tsx', ['examples/connect-connector/server.ts', '--port', '0'], {
+  server = spawn(process.execPath, ['--import', 'tsx', 'examples/connect-connector/server.ts', '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const [chunk] = (await once(server.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];

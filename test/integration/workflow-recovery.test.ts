@@ -27,7 +27,8 @@ async function deleteQueues(specs: QueueSpec[]): Promise<void> {
 }
 
 function startWorkflowProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn('tsx', ['test/integration/fixtures/workflow-process.ts'], {
+  // node itself (with tsx's loader), not the tsx CLI: SIGKILL must hit the process that does the work.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/integration/fixtures/workflow-process.ts'], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

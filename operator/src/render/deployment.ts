@@ -75,6 +75,9 @@ export function renderDeployment(r: AnyResource, inputs: DeploymentInputs): Kube
               imagePullPolicy: 'IfNotPresent',
               command: [
                 'node',
+                // The image runs the TypeScript sources through tsx's loader (no build step to drift).
+                '--import',
+                'tsx',
                 'runtime/src/main.ts',
                 '--role',
                 role,

@@ -45,7 +45,16 @@ describe('renderers', () => {
     expect(d.spec.template.metadata.annotations['o2c.dev/config-hash']).toBe('abc');
     expect(d.spec.template.spec.containers[0]).toMatchObject({
       image: 'img:1',
-      command: ['node', 'runtime/src/main.ts', '--role', 'connector', '--config', '/etc/o2c/config.json'],
+      command: [
+        'node',
+        '--import',
+        'tsx',
+        'runtime/src/main.ts',
+        '--role',
+        'connector',
+        '--config',
+        '/etc/o2c/config.json',
+      ],
       securityContext: {
         readOnlyRootFilesystem: true,
         allowPrivilegeEscalation: false,
