@@ -19,9 +19,13 @@ let server: ChildProcess;
 let endpoint: string;
 
 beforeAll(async () => {
-  server = spawn(process.execPath, ['--import', 'tsx', 'examples/connect-connector/server.ts', '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  server = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'examples/connect-connector/server.ts', '--port', '0'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const [chunk] = (await once(server.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
   const { port } = JSON.parse(chunk.toString().split('\n')[0] ?? '{}') as { port: number };
   endpoint = `http://127.0.0.1:${port}`;

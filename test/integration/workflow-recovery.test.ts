@@ -28,10 +28,14 @@ async function deleteQueues(specs: QueueSpec[]): Promise<void> {
 
 function startWorkflowProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   // node itself (with tsx's loader), not the tsx CLI: SIGKILL must hit the process that does the work.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/integration/fixtures/workflow-process.ts'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'test/integration/fixtures/workflow-process.ts'],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
