@@ -2,6 +2,7 @@
 // behind a small interface so the operator does not depend on the broker client. Implemented with
 // amqplib for now; the runtime bus module owns the message flow on these queues.
 import { type Channel, type ChannelModel, connect } from 'amqplib';
+import { declareTopology, planQueueTopology } from '../../runtime/src/bus/topology.js';
 
 export const EVENTS_EXCHANGE = 'o2c.events';
 export const COMMANDS_EXCHANGE = 'o2c.commands';
@@ -35,7 +36,7 @@ export const queueName = (namespace: string, name: string, purpose: string): str
   `o2c.${namespace}.${name}.${purpose}`;
 export const deadLetterQueueName = (queue: string): string => `${queue}.dlq`;
 
-const QUORUM = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
+const NO_RETRY = { maxAttempts: 1, backoff: { initialMs: 0, maxMs: 0, multiplier: 1 } };
 
 interface AmqpError extends Error {
   code?: number;
@@ -131,9 +132,10 @@ export class AmqpResourceBroker implements ResourceBroker {
     const queues: string[] = [];
     for (const { purpose, bindings } of purposes) {
       const queue = queueName(namespace, name, purpose);
-      await ch.assertQueue(deadLetterQueueName(queue), QUORUM);
-      await ch.assertQueue(queue, QUORUM);
-      for (const b of bindings) await ch.bindQueue(queue, b.exchange, b.routingKey);
+      // Exactly the arguments the runtime's bus declares (quorum, delivery limit, at-least-once
+      // dead-lettering to the DLQ): a queue declared twice with different arguments is refused.
+      // Delay tiers are shared and declared by the consumers that use them.
+      await declareTopology(ch, planQueueTopology({ name: queue, bindings, retry: NO_RETRY }));
       queues.push(queue);
     }
     return queues;

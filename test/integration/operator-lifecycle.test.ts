@@ -85,7 +85,7 @@ beforeAll(async () => {
   for (const name of ['erp', 'crm', 'wms', 'tax', 'payment'])
     queuesToClean.push(`o2c.${ns}.${name}.commands`);
   for (const name of ['items-to-crm', 'prices-to-crm', 'customers-to-erp'])
-    queuesToClean.push(`o2c.${ns}.${name}.sync`);
+    queuesToClean.push(`o2c.${ns}.${name}.events`);
   queuesToClean.push(`o2c.${ns}.distributor.events`);
 });
 

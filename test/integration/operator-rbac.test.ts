@@ -68,7 +68,7 @@ afterAll(async () => {
   await plane?.stop();
   const queues = ['erp', 'crm', 'wms', 'tax', 'payment'].map((c) => `o2c.${ns}.${c}.commands`);
   queues.push(
-    ...['items-to-crm', 'prices-to-crm', 'customers-to-erp'].map((p) => `o2c.${ns}.${p}.sync`),
+    ...['items-to-crm', 'prices-to-crm', 'customers-to-erp'].map((p) => `o2c.${ns}.${p}.events`),
     `o2c.${ns}.distributor.events`,
     `o2c.${ns}.unbound.commands`,
   );

@@ -162,7 +162,7 @@ describe('applying examples/distributor', () => {
   it('declares the RabbitMQ queues of each resource', async () => {
     for (const q of [
       `o2c.${ns}.erp.commands`,
-      `o2c.${ns}.items-to-crm.sync`,
+      `o2c.${ns}.items-to-crm.events`,
       `o2c.${ns}.distributor.events`,
     ]) {
       queuesToClean.push(q, `${q}.dlq`);
@@ -170,13 +170,15 @@ describe('applying examples/distributor', () => {
     for (const c of ['crm', 'wms', 'tax', 'payment'])
       queuesToClean.push(`o2c.${ns}.${c}.commands`, `o2c.${ns}.${c}.commands.dlq`);
     for (const p of ['prices-to-crm', 'customers-to-erp'])
-      queuesToClean.push(`o2c.${ns}.${p}.sync`, `o2c.${ns}.${p}.sync.dlq`);
+      queuesToClean.push(`o2c.${ns}.${p}.events`, `o2c.${ns}.${p}.sync.dlq`);
     await waitForCondition(client, 'Workflow', ns, 'distributor', 'TopologyReady', 'True', 'QueuesDeclared');
     for (const q of [
       `o2c.${ns}.erp.commands`,
       `o2c.${ns}.erp.commands.dlq`,
-      `o2c.${ns}.items-to-crm.sync`,
+      `o2c.${ns}.items-to-crm.events`,
       `o2c.${ns}.distributor.events`,
+      `o2c.${ns}.distributor.orders`,
+      `o2c.${ns}.distributor.replies`,
     ]) {
       expect(await queueExists(q), q).toBe(true);
     }
@@ -335,7 +337,7 @@ describe('references', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.orphan.sync`, `o2c.${ns}.orphan.sync.dlq`);
+    queuesToClean.push(`o2c.${ns}.orphan.events`, `o2c.${ns}.orphan.sync.dlq`);
     const missing = await waitForCondition(
       client,
       'Pipeline',

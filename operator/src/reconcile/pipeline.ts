@@ -13,13 +13,13 @@ export const pipelineHandler: KindHandler<Pipeline> = {
   secretRefs: () => [],
   purposes: (p) => [
     {
-      purpose: 'sync',
+      purpose: 'events',
       bindings: [...new Set(p.spec.source.events)].map((event) => ({
         exchange: EVENTS_EXCHANGE,
         routingKey: event,
       })),
     },
   ],
-  allPurposes: ['sync'],
+  allPurposes: ['events', 'deliveries'],
   ports: () => ({}),
 };

@@ -1,5 +1,6 @@
 // Workflow: every Connector its steps, compensations and notifications call; its API token and
 // database Secrets; one events queue bound to the events its steps await; the order API port.
+import { workflowQueues } from '../../../runtime/src/workflow/queues.js';
 import { EVENTS_EXCHANGE } from '../broker.js';
 import type { Workflow } from '../resources.js';
 import type { ConnectorReference, KindHandler, SecretReference } from './kind.js';
@@ -36,16 +37,13 @@ export const workflowHandler: KindHandler<Workflow> = {
     if (db) refs.push({ field: 'spec.store.postgres.urlSecretRef', secret: db.name, key: db.key ?? 'url' });
     return refs;
   },
-  purposes: (w) => [
-    {
-      purpose: 'events',
-      bindings: [...new Set(w.spec.steps.flatMap((s) => (s.await ? [s.await.event] : [])))].map((event) => ({
-        exchange: EVENTS_EXCHANGE,
-        routingKey: event,
-      })),
-    },
-  ],
-  allPurposes: ['events'],
+  // The engine's queues (runtime/src/workflow/queues.ts), declared ahead of the pods.
+  purposes: (w) =>
+    workflowQueues(w.metadata.namespace!, w.metadata.name).map((q) => ({
+      purpose: q.purpose,
+      bindings: q.bindings.map((b) => ({ exchange: EVENTS_EXCHANGE, routingKey: b })),
+    })),
+  allPurposes: ['orders', 'replies', 'events'],
   ports: (w) => ({ api: w.spec.api?.port ?? 8080 }),
   extraStatus: (w) => ({ steps: w.spec.steps.length }),
 };

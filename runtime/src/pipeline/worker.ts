@@ -17,7 +17,7 @@ import {
   type QueueSpec,
   queueName,
 } from '../bus/topology.js';
-import { buildCommandEnvelope, COMMAND_TYPE } from '../connectors/commands.js';
+import { buildCommandEnvelope, COMMAND_TYPE, commandRoutingKey } from '../connectors/commands.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
@@ -284,6 +284,7 @@ export class PipelineWorker {
     const key = this.pipeline.orderingKey ? orderingKeyOf(this.pipeline, event.json) : envelope.subject;
 
     const command = buildCommandEnvelope({
+      namespace: this.o.namespace,
       connector: this.o.spec.sink.connector,
       request,
       orderId: '',
@@ -303,7 +304,7 @@ export class PipelineWorker {
     try {
       await this.publisher.publish({
         exchange: COMMANDS_EXCHANGE,
-        routingKey: this.o.spec.sink.connector,
+        routingKey: commandRoutingKey(this.o.namespace, this.o.spec.sink.connector),
         body: toBinary(EnvelopeSchema, command),
         messageId: command.id,
         type: COMMAND_TYPE,

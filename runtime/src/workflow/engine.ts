@@ -35,6 +35,7 @@ import {
   updateInstance,
 } from './instances.js';
 import { createWorkflowKpis, type WorkflowKpis } from './kpis.js';
+import { replyRoutingKey, workflowQueues } from './queues.js';
 import {
   awaitTimeoutMs,
   guardAllows,
@@ -80,9 +81,6 @@ const COMPENSATE_PREFIX = 'compensate:';
 const NOTIFY_PREFIX = 'notify:';
 const COMPENSATION_ATTEMPTS = 8;
 
-/** Milestone events an await step may name, and what they do. */
-const AWAITABLE = ['o2c.v1.ShipmentDispatched', 'o2c.v1.InvoicePosted', 'o2c.v1.PaymentReceived'];
-
 /** One transition in progress: what it changes, emits and sends, committed together. */
 interface Transition {
   inst: Instance;
@@ -106,7 +104,7 @@ export class WorkflowEngine {
   constructor(private readonly o: WorkflowEngineOptions) {
     this.now = o.now ?? Date.now;
     this.kpis = createWorkflowKpis(o.registry);
-    this.replyKey = `o2c.v1.ConnectorReply.${o.namespace}.${o.workflow}`;
+    this.replyKey = replyRoutingKey(o.namespace, o.workflow);
     const problems = validateSpec(o.spec);
     if (problems.length > 0) throw new EngineError(`Workflow ${o.workflow}: ${problems.join('; ')}`);
     this.specs.set(o.generation, o.spec);
@@ -118,26 +116,11 @@ export class WorkflowEngine {
 
   queueSpecs(): QueueSpec[] {
     const retry = { maxAttempts: 10, backoff: { initialMs: 200, maxMs: 30_000, multiplier: 2 } };
-    return [
-      {
-        name: this.queue('orders'),
-        bindings: [EventType.OrderSubmitted, EventType.OrderCancelled].map((routingKey) => ({
-          exchange: EVENTS_EXCHANGE,
-          routingKey,
-        })),
-        retry,
-      },
-      {
-        name: this.queue('replies'),
-        bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: this.replyKey }],
-        retry,
-      },
-      {
-        name: this.queue('events'),
-        bindings: AWAITABLE.map((routingKey) => ({ exchange: EVENTS_EXCHANGE, routingKey })),
-        retry,
-      },
-    ];
+    return workflowQueues(this.o.namespace, this.o.workflow).map((q) => ({
+      name: this.queue(q.purpose),
+      bindings: q.bindings.map((routingKey) => ({ exchange: EVENTS_EXCHANGE, routingKey })),
+      retry,
+    }));
   }
 
   async start(): Promise<void> {
