@@ -39,7 +39,7 @@ export async function runDev(argv: string[]): Promise<void> {
   const manifests = loadManifests(files);
   const workflow = ofKind(manifests, 'Workflow')[0];
   if (!workflow) throw new Error(`no Workflow in ${files.join(', ')}`);
-  const logger = createLogger('o2c-dev');
+  const logger = createLogger('o2c-dev', process.env.O2C_LOG_LEVEL ?? 'warn');
   const storeUrl = values.store ?? `sqlite:.o2c/dev/${workflow.metadata.name}.sqlite`;
   if (storeUrl.startsWith('sqlite:') && !storeUrl.includes(':memory:')) {
     mkdirSync(dirname(storeUrl.slice('sqlite:'.length)), { recursive: true });

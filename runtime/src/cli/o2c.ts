@@ -3,8 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { fromJson, type JsonValue, toJsonString } from '@bufbuild/protobuf';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import { OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
+import { FalloutExceptionSchema } from '../gen/o2c/v1/order_service_pb.js';
 import { orderClient } from './client.js';
 
 const USAGE = `o2c <command> [options]
@@ -15,6 +18,11 @@ const USAGE = `o2c <command> [options]
   list [--state S] [--customer C] [--limit N]
   watch <id>                  follow an order until it is terminal
   cancel <id> [--reason R]
+  history <id>                the steps an order went through
+  exceptions list [--status open|resolved|all] [--order ID] [--step S]
+  exceptions show <id>        one exception with the request its step sent
+  exceptions retry <id>       resume the order from the failed step (after fixing the cause)
+  exceptions resolve <id> [--resolution TEXT] [--skip-step]
   dlq list|show|replay|purge  dead-lettered messages (see o2c dlq --help)
   events replay --since T     re-read published events from the event log
 
@@ -151,6 +159,77 @@ async function main(argv: string[]): Promise<void> {
         reason: values.reason,
       });
       return print(res.order);
+    }
+    case 'history': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: clientOptions,
+        allowPositionals: true,
+      });
+      const res = await orderClient(values.server, values.token).getOrderHistory({
+        id: positionals[0] ?? '',
+      });
+      for (const s of res.steps) {
+        const at = s.startTime ? timestampDate(s.startTime).toISOString() : '';
+        const cls = s.errorClass ? ` ${ErrorClass[s.errorClass]}` : '';
+        console.log(`${at}  ${s.step.padEnd(24)} #${s.attempt} ${s.outcome.padEnd(11)}${cls} ${s.message}`);
+      }
+      return;
+    }
+    case 'exceptions': {
+      const [verb, ...args] = rest;
+      const { values, positionals } = parseArgs({
+        args,
+        options: {
+          ...clientOptions,
+          status: { type: 'string', default: 'open' },
+          order: { type: 'string' },
+          step: { type: 'string' },
+          resolution: { type: 'string', default: '' },
+          'skip-step': { type: 'boolean', default: false },
+        },
+        allowPositionals: true,
+      });
+      const client = orderClient(values.server, values.token);
+      const id = positionals[0] ?? '';
+      if (verb === 'list') {
+        const res = await client.listExceptions({
+          status: values.status,
+          orderId: values.order ?? '',
+          step: values.step ?? '',
+        });
+        for (const e of res.exceptions) {
+          console.log(
+            `${e.id}  ${e.status.padEnd(8)} ${e.orderId}  ${e.step.padEnd(20)} ${ErrorClass[e.errorClass]?.padEnd(12)} x${e.attempts}  ${e.message}`,
+          );
+        }
+        if (res.exceptions.length === 0) console.log(`no ${values.status} exceptions`);
+        return;
+      }
+      if (verb === 'show') {
+        const res = await client.listExceptions({ status: 'all', pageSize: 500 });
+        const e = res.exceptions.find((x) => x.id === id);
+        if (!e) throw new Error(`exception ${id} not found`);
+        console.log(toJsonString(FalloutExceptionSchema, e, { prettySpaces: 2 }));
+        return;
+      }
+      if (verb === 'retry') {
+        const res = await client.retryStep({ exceptionId: id });
+        console.log(
+          `${res.order?.id} resumed at ${res.order?.currentStep}: ${OrderState[res.order?.state ?? 0]}`,
+        );
+        return;
+      }
+      if (verb === 'resolve') {
+        const res = await client.resolveException({
+          exceptionId: id,
+          resolution: values.resolution,
+          skipStep: values['skip-step'],
+        });
+        console.log(`${res.exception?.id} ${res.exception?.status}: ${res.exception?.resolution}`);
+        return;
+      }
+      throw new Error('usage: o2c exceptions list|show|retry|resolve');
     }
     default:
       console.log(USAGE);
