@@ -25,7 +25,9 @@ export interface WorkflowStep {
   name: string;
   call?: ConnectorCall;
   await?: { event: string; timeout?: string };
-  onFailure?: 'fail' | 'hold' | 'compensate';
+  onFailure?: 'fail' | 'hold' | 'compensate' | 'continue';
+  when?: string;
+  timeout?: string;
   retry?: { maxAttempts?: number; backoff?: { initial?: string; max?: string } };
   compensate?: { operation: string };
 }
@@ -68,8 +70,15 @@ const step = obj(
       ['event'],
     ),
     onFailure: str(
-      'What happens when the step fails after its retries: fail the order, hold it for a person (fallout), or compensate the completed steps.',
-      { enum: ['fail', 'hold', 'compensate'], default: 'hold' },
+      'What happens when the step fails after its retries: fail the order, hold it for a person (fallout), compensate the completed steps, or continue with the next step.',
+      { enum: ['fail', 'hold', 'compensate', 'continue'], default: 'hold' },
+    ),
+    when: str(
+      'CEL guard over `order` (the order as proto JSON) and `steps` (names of completed steps); the step is skipped when it is false, e.g. `order.total.units > 10000`.',
+      { maxLength: 1024 },
+    ),
+    timeout: duration(
+      "How long a call step waits for the connector's reply before sending the command again (default 5m).",
     ),
     retry: obj('Retries of a call step.', {
       maxAttempts: int('Attempts including the first.', { minimum: 1, maximum: 100, default: 3 }),

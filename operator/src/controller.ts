@@ -35,6 +35,7 @@ import { credentialsResolved } from './status/credentials-resolved.js';
 import { type DeploymentState, deploymentAvailable } from './status/deployment-available.js';
 import { ready } from './status/ready.js';
 import { type ConnectorReferenceCheck, referencesResolved } from './status/references-resolved.js';
+import { specValid } from './status/spec-valid.js';
 import { topologyReady } from './status/topology-ready.js';
 
 export const HANDLERS: Record<Kind, KindHandler> = {
@@ -117,6 +118,7 @@ export class Controller {
       };
     });
     const refs = referencesResolved(namespace, refChecks);
+    const valid = specValid(handler.validate?.(r) ?? []);
     const secretRefs = handler.secretRefs(r);
     const creds = credentialsResolved(
       namespace,
@@ -149,7 +151,7 @@ export class Controller {
       | undefined;
     let configHash = r.status?.configHash;
     let blockedBy: string | undefined;
-    if (refs.status === 'True' && creds.status === 'True') {
+    if (valid.status === 'True' && refs.status === 'True' && creds.status === 'True') {
       const connectors: Record<string, Connector['spec']> = {};
       for (const c of refChecks) {
         const target = this.caches.resources.Connector.get(namespace, c.connector) as Connector | undefined;
@@ -184,11 +186,11 @@ export class Controller {
       }
       if (!pdb) await this.pruneChild('PodDisruptionBudget', namespace, childName(r));
     } else {
-      blockedBy = (refs.status !== 'True' ? refs : creds).message;
+      blockedBy = [valid, refs, creds].find((c) => c.status !== 'True')?.message;
     }
 
     const replicas = desiredReplicas(r);
-    const computed = [refs, creds, topology, deploymentAvailable(deployment, replicas, blockedBy)];
+    const computed = [valid, refs, creds, topology, deploymentAvailable(deployment, replicas, blockedBy)];
     const conditions = mergeConditions(
       r.status?.conditions,
       [ready(computed), ...computed],

@@ -324,6 +324,35 @@ describe('references', () => {
     queuesToClean.push(`o2c.${ns}.ledger.commands`, `o2c.${ns}.ledger.commands.dlq`);
   });
 
+  it('reports a Pipeline filter that does not compile as SpecValid=False naming the field, and runs nothing', async () => {
+    await client.apply(
+      {
+        apiVersion: 'o2c.dev/v1alpha1',
+        kind: 'Pipeline',
+        metadata: { name: 'bad-cel', namespace: ns },
+        spec: {
+          source: { connector: 'erp', events: ['o2c.v1.ItemUpserted'] },
+          filter: 'event.item.active &&',
+          sink: { connector: 'crm', operation: 'UpsertItem' },
+        },
+      },
+      'kubectl',
+    );
+    queuesToClean.push(`o2c.${ns}.bad-cel.events`, `o2c.${ns}.bad-cel.events.dlq`);
+    const invalid = await waitForCondition(
+      client,
+      'Pipeline',
+      ns,
+      'bad-cel',
+      'SpecValid',
+      'False',
+      'InvalidSpec',
+    );
+    expect(invalid.message).toContain('spec.filter');
+    await waitForCondition(client, 'Pipeline', ns, 'bad-cel', 'Ready', 'False');
+    expect(await client.get('Deployment', ns, 'o2c-pipeline-bad-cel')).toBeUndefined();
+  });
+
   it('reports missing Connectors, and resolves the dependents once they are created', async () => {
     await client.apply(
       {
@@ -337,7 +366,7 @@ describe('references', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.orphan.events`, `o2c.${ns}.orphan.sync.dlq`);
+    queuesToClean.push(`o2c.${ns}.orphan.events`, `o2c.${ns}.orphan.events.dlq`);
     const missing = await waitForCondition(
       client,
       'Pipeline',

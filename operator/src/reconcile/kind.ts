@@ -24,5 +24,7 @@ export interface KindHandler<R extends AnyResource = AnyResource> {
   allPurposes: readonly string[];
   /** Named ports the runtime serves besides metrics (9090). */
   ports(r: R): Record<string, number>;
+  /** Problems the schema cannot see (CEL that does not compile), each naming its field. */
+  validate?(r: R): string[];
   extraStatus?(r: R): Partial<O2cStatus>;
 }

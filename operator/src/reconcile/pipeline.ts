@@ -1,5 +1,6 @@
 // Pipeline: source and sink Connectors (the sink's system must offer the operation), one sync queue
 // bound on o2c.events to the source event types.
+import { validatePipelineSpec } from '../../../runtime/src/pipeline/spec.js';
 import { EVENTS_EXCHANGE } from '../broker.js';
 import type { Pipeline } from '../resources.js';
 import type { KindHandler } from './kind.js';
@@ -21,5 +22,6 @@ export const pipelineHandler: KindHandler<Pipeline> = {
     },
   ],
   allPurposes: ['events', 'deliveries'],
+  validate: (p) => validatePipelineSpec(p.spec as never),
   ports: () => ({}),
 };

@@ -1,6 +1,7 @@
 // Workflow: every Connector its steps, compensations and notifications call; its API token and
 // database Secrets; one events queue bound to the events its steps await; the order API port.
 import { workflowQueues } from '../../../runtime/src/workflow/queues.js';
+import { validateSpec } from '../../../runtime/src/workflow/spec.js';
 import { EVENTS_EXCHANGE } from '../broker.js';
 import type { Workflow } from '../resources.js';
 import type { ConnectorReference, KindHandler, SecretReference } from './kind.js';
@@ -44,6 +45,7 @@ export const workflowHandler: KindHandler<Workflow> = {
       bindings: q.bindings.map((b) => ({ exchange: EVENTS_EXCHANGE, routingKey: b })),
     })),
   allPurposes: ['orders', 'replies', 'events'],
+  validate: (w) => validateSpec(w.spec as never).map((p) => `spec.${p}`),
   ports: (w) => ({ api: w.spec.api?.port ?? 8080 }),
   extraStatus: (w) => ({ steps: w.spec.steps.length }),
 };
