@@ -2,11 +2,12 @@
 // @bufbuild/cel and evaluated over `event` = the event payload in protobuf JSON (e.g. `event.item.sku`).
 // Compile problems are reported per spec field, so the operator and `o2c validate` can name them.
 
-import { celEnv, isCelError, isCelList, isCelMap, isCelUint, parse, plan } from '@bufbuild/cel';
-import { strings } from '@bufbuild/cel/ext';
+import { isCelError } from '@bufbuild/cel';
 import { create, type DescMessage, toJson } from '@bufbuild/protobuf';
+import type { JsonValue } from '../cel.js';
+import { fromCel, planCel, toCel } from '../cel.js';
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+export type { JsonValue } from '../cel.js';
 
 /** A CEL expression that could not be evaluated for one event: a permanent failure of that event. */
 export class PipelineEvaluationError extends Error {
@@ -21,36 +22,11 @@ export interface CompiledExpression {
   evaluate(event: JsonValue): JsonValue;
 }
 
-const env = celEnv({ funcs: [...strings] });
-
-/** JSON → CEL values: objects become maps and integral numbers ints, so `event.x.qty + 1` works. */
-function toCel(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(toCel);
-  if (v !== null && typeof v === 'object') return new Map(Object.entries(v).map(([k, x]) => [k, toCel(x)]));
-  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
-  return v;
-}
-
-function fromCel(v: unknown): JsonValue {
-  if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
-  if (isCelUint(v)) return fromCel(v.value);
-  if (isCelMap(v)) {
-    const out: Record<string, JsonValue> = {};
-    for (const [k, x] of v) out[String(k)] = fromCel(x);
-    return out;
-  }
-  if (isCelList(v)) return [...v].map(fromCel);
-  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
-  if (v === undefined) return null;
-  if (typeof v === 'object' && v !== null) return String(v);
-  return v as JsonValue;
-}
-
 /** Parses and plans `source`; a syntax error is thrown as `<field>: ...`. */
 export function compileExpression(field: string, source: string): CompiledExpression {
   let run: (ctx: Record<string, unknown>) => unknown;
   try {
-    run = plan(env, parse(source)) as unknown as (ctx: Record<string, unknown>) => unknown;
+    run = planCel(source);
   } catch (err) {
     throw new Error(`${field}: invalid CEL ${JSON.stringify(source)}: ${(err as Error).message}`);
   }

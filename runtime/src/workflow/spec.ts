@@ -1,6 +1,6 @@
 // The Workflow spec as the runtime reads it (the CRD schema in crds/workflow.ts is its source), and
 // the pure decisions over it: which step comes next, retry delays, failure policy.
-import { celEnv, parse, plan } from '@bufbuild/cel';
+import { planCel, toCel } from '../cel.js';
 import { parseDurationMs } from '../connectors/config.js';
 
 export interface StepSpec {
@@ -43,18 +43,18 @@ export function replyTimeoutMs(step: StepSpec): number {
   return parseDurationMs(step.timeout, DEFAULT_REPLY_TIMEOUT_MS);
 }
 
-const env = celEnv();
-const guards = new Map<string, ReturnType<typeof plan>>();
+type Guard = ReturnType<typeof planCel>;
+const guards = new Map<string, Guard>();
 
 export class GuardError extends Error {}
 
 /** Compiles a `when` guard once; throws GuardError naming the step when it does not parse. */
-export function compileGuard(step: StepSpec): ReturnType<typeof plan> | undefined {
+export function compileGuard(step: StepSpec): Guard | undefined {
   if (!step.when) return undefined;
   let compiled = guards.get(step.when);
   if (!compiled) {
     try {
-      compiled = plan(env, parse(step.when));
+      compiled = planCel(step.when);
     } catch (err) {
       throw new GuardError(
         `step ${step.name}: when ${JSON.stringify(step.when)} does not compile: ${(err as Error).message}`,
@@ -69,7 +69,7 @@ export function compileGuard(step: StepSpec): ReturnType<typeof plan> | undefine
 export function guardAllows(step: StepSpec, order: unknown, completed: string[]): boolean {
   const guard = compileGuard(step);
   if (!guard) return true;
-  const result = guard({ order, steps: completed } as never);
+  const result = guard({ order: toCel(order), steps: completed });
   if (typeof result !== 'boolean') {
     throw new GuardError(`step ${step.name}: when ${JSON.stringify(step.when)} did not yield a bool`);
   }
