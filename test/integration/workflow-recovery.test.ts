@@ -200,3 +200,51 @@ describe('a tax service that goes down', () => {
     }
   }, 120_000);
 });
+
+describe('a changed Workflow', () => {
+  it('lets running orders finish on the generation they started on and applies to new orders', async () => {
+    const storeUrl = await freshDatabase('o2c_test_wf_versions');
+    const v1 = distributor();
+    const first = await startStack({ name: 'wf-versions', ...v1, storeUrl, generation: 1 });
+    const { order: old } = await first.client.submitOrder({
+      idempotencyKey: `v1-${Date.now()}`,
+      order: { customerId: 'TIGHT', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 10 }] },
+    });
+    const held = await waitForState(first.client, old!.id, [OrderState.ON_HOLD]);
+    expect(held.workflowGeneration).toBe(1n);
+    await first.stop();
+
+    // Generation 2 checks availability right after validating the customer.
+    const v2 = distributor((spec) => {
+      spec.steps.splice(1, 0, {
+        name: 'check-availability',
+        call: { connector: 'wms', operation: 'CheckAvailability' },
+      });
+    });
+    const second = await startStack({ name: 'wf-versions', ...v2, storeUrl, generation: 2 });
+    try {
+      const erp = second.connectors.find((c) => c.name === 'erp')!.options as {
+        customers: Record<string, { creditLimit: string }>;
+      };
+      erp.customers.TIGHT!.creditLimit = '100000';
+      const { exceptions } = await second.client.listExceptions({ orderId: old!.id });
+      await second.client.retryStep({ exceptionId: exceptions[0]!.id });
+      const { order: fresh } = await second.client.submitOrder({
+        idempotencyKey: `v2-${Date.now()}`,
+        order: { customerId: 'ACME', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 1 }] },
+      });
+      const oldDone = await waitForState(second.client, old!.id, [OrderState.PAID]);
+      const freshDone = await waitForState(second.client, fresh!.id, [OrderState.PAID]);
+      expect(oldDone.workflowGeneration).toBe(1n);
+      expect(freshDone.workflowGeneration).toBe(2n);
+      const stepsOf = async (id: string) =>
+        (await second.client.getOrderHistory({ id })).steps
+          .filter((s) => s.outcome === 'succeeded')
+          .map((s) => s.step);
+      expect(await stepsOf(old!.id)).not.toContain('check-availability');
+      expect((await stepsOf(fresh!.id)).slice(0, 2)).toEqual(['validate-customer', 'check-availability']);
+    } finally {
+      await second.stop();
+    }
+  }, 120_000);
+});

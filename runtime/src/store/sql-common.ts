@@ -1,9 +1,6 @@
 // SQL shared by both dialects: the statements are portable, only placeholders and types differ.
 import type { OutboxMessage, OutboxRow, SqlParam, Tx } from './types.js';
 
-export const INSERT_OUTBOX_SQL =
-  'INSERT INTO outbox (id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)';
-
 export function outboxParams(m: OutboxMessage, now: number): SqlParam[] {
   return [
     m.id,
@@ -40,6 +37,21 @@ export function toOutboxRow(r: Record<string, unknown>): OutboxRow {
 export const CLAIM_INBOX_SQL =
   'INSERT INTO inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING';
 
+const OUTBOX_COLUMNS = 9;
+/** Rows per INSERT: well under both drivers' limits on bound parameters. */
+const OUTBOX_ROWS_PER_STATEMENT = 100;
+
+/** Appends messages in write order with as few round trips as possible (multi-row INSERTs). */
 export async function enqueueAll(tx: Tx, messages: OutboxMessage[], now: number): Promise<void> {
-  for (const m of messages) await tx.execute(INSERT_OUTBOX_SQL, outboxParams(m, now));
+  for (let start = 0; start < messages.length; start += OUTBOX_ROWS_PER_STATEMENT) {
+    const chunk = messages.slice(start, start + OUTBOX_ROWS_PER_STATEMENT);
+    const rows = chunk.map(
+      (_, r) =>
+        `(${Array.from({ length: OUTBOX_COLUMNS }, (_, c) => `$${r * OUTBOX_COLUMNS + c + 1}`).join(', ')})`,
+    );
+    await tx.execute(
+      `INSERT INTO outbox (id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at) VALUES ${rows.join(', ')}`,
+      chunk.flatMap((m) => outboxParams(m, now)),
+    );
+  }
 }

@@ -4,7 +4,7 @@
 // turn into a natural key, so a step re-sent after a crash never acts twice in an external system.
 // Timers (retry delays, reply timeouts, await timeouts) are rows with a due time, so they survive
 // restarts.
-import { clone, fromBinary, toBinary, toJson, toJsonString } from '@bufbuild/protobuf';
+import { clone, equals, fromBinary, toBinary, toJson, toJsonString } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
 import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, handleOnce } from '../bus/consumer.js';
@@ -825,7 +825,7 @@ export class WorkflowEngine {
     if (exception.status !== 'open' && !allowResolved)
       throw new ExceptionStateError(`exception ${exceptionId} is already resolved`);
     const inst = await lockInstance(tx, exception.orderId);
-    if (!inst || inst.status !== 'held') {
+    if (inst?.status !== 'held') {
       throw new ExceptionStateError(
         `order ${exception.orderId} is not held (workflow ${inst?.status ?? 'missing'})`,
       );
@@ -896,7 +896,7 @@ export class ExceptionNotFoundError extends Error {
 export class ExceptionStateError extends Error {}
 
 function orderEquals(a: Order, b: Order): boolean {
-  return toJsonString(OrderSchema, a) === toJsonString(OrderSchema, b);
+  return equals(OrderSchema, a, b);
 }
 
 function fromBinaryBody(env: Envelope): Uint8Array {

@@ -40,6 +40,7 @@ export async function startStack(options: {
   spec: WorkflowSpec;
   connectors: ConnectorRuntimeConfig[];
   storeUrl?: string;
+  generation?: number;
 }): Promise<StackHarness> {
   const stack = await startLocalStack({
     namespace: options.name.replace(/[^a-z0-9]/g, '-'),
@@ -52,6 +53,7 @@ export async function startStack(options: {
     logger: createLogger('test', process.env.O2C_TEST_LOG ?? 'warn'),
     connectorRetry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 500, multiplier: 2 } },
     timerPollMs: 50,
+    generation: options.generation,
   });
   const client = createClient(
     OrderService,
