@@ -4,27 +4,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BusConnection } from '../../runtime/src/bus/connection.js';
-import { deleteQueueTopology, type QueueSpec, queueName } from '../../runtime/src/bus/topology.js';
+import { queueName } from '../../runtime/src/bus/topology.js';
 import { type ConnectorRole, startConnectorRole } from '../../runtime/src/connectors/role.js';
 import type { SimulatorDriver } from '../../runtime/src/connectors/simulator/driver.js';
 import { ErrorClass } from '../../runtime/src/gen/o2c/v1/common_pb.js';
 import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
+import { deleteQueues } from '../../runtime/src/local/stack.js';
 import { createLogger } from '../../runtime/src/observability/logger.js';
 import { BROKER_URL, freshDatabase } from './support/services.js';
 import { distributor, startStack, waitForState } from './support/stack.js';
-
-async function deleteQueues(specs: QueueSpec[]): Promise<void> {
-  const conn = await amqp.connect(BROKER_URL);
-  try {
-    for (const spec of specs) await deleteQueueTopology(conn, spec);
-  } finally {
-    await conn.close();
-  }
-}
 
 function startWorkflowProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   // node itself (with tsx's loader), not the tsx CLI: SIGKILL must hit the process that does the work.
@@ -55,7 +46,7 @@ describe('a workflow process killed in the middle of 200 orders', () => {
     for (const r of roles) await r.stop();
     await bus?.close();
     const retry = { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 1, multiplier: 1 } };
-    await deleteQueues([
+    await deleteQueues(BROKER_URL, [
       ...roles.map((r) => r.consumer.spec),
       ...['orders', 'replies', 'events'].map((p) => ({
         name: queueName('wf-kill', 'distributor', p),

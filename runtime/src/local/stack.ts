@@ -4,7 +4,7 @@
 import amqp from 'amqplib';
 import type { Registry } from 'prom-client';
 import { BusConnection } from '../bus/connection.js';
-import { deleteQueueTopology, type RetryPolicy } from '../bus/topology.js';
+import { deleteQueueTopology, type QueueSpec, type RetryPolicy } from '../bus/topology.js';
 import type { ConnectorRuntimeConfig } from '../connectors/config.js';
 import { type ConnectorRole, startConnectorRole } from '../connectors/role.js';
 import type { Manifest } from '../manifests.js';
@@ -87,16 +87,19 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       await workflow.stop();
       for (const c of connectors.values()) await c.stop();
       await connectorBus.close();
-      if (options.deleteQueues) {
-        const conn = await amqp.connect(o.brokerUrl);
-        try {
-          for (const spec of specs) await deleteQueueTopology(conn, spec);
-        } finally {
-          await conn.close();
-        }
-      }
+      if (options.deleteQueues) await deleteQueues(o.brokerUrl, specs);
     },
   };
+}
+
+/** Deletes the queues of `specs` (not the shared delay tiers); a queue already gone is fine. */
+export async function deleteQueues(brokerUrl: string, specs: QueueSpec[]): Promise<void> {
+  const conn = await amqp.connect(brokerUrl);
+  try {
+    for (const spec of specs) await deleteQueueTopology(conn, spec);
+  } finally {
+    await conn.close();
+  }
 }
 
 /** Reads a Workflow and its Connectors from manifests into the stack's options. */

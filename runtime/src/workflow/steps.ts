@@ -4,7 +4,24 @@ import { create, fromJson, type JsonValue, toJson } from '@bufbuild/protobuf';
 import type { CommandRequest } from '../connectors/commands.js';
 import { fromNanos, toNanos } from '../connectors/money.js';
 import { ErrorClass, type ExternalRef, ExternalRefSchema } from '../gen/o2c/v1/common_pb.js';
-import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
+import {
+  AllocateInventoryRequestSchema,
+  CalculateTaxRequestSchema,
+  CancelSalesOrderRequestSchema,
+  CheckAvailabilityRequestSchema,
+  CheckCreditRequestSchema,
+  type ConnectorReply,
+  CreateSalesOrderRequestSchema,
+  GetPaymentStatusRequestSchema,
+  GetPriceRequestSchema,
+  GetShipmentRequestSchema,
+  PostInvoiceRequestSchema,
+  RecordPaymentRequestSchema,
+  ReleaseFulfillmentRequestSchema,
+  ReleaseInventoryRequestSchema,
+  UpdateOrderStatusRequestSchema,
+  ValidateCustomerRequestSchema,
+} from '../gen/o2c/v1/connector_service_pb.js';
 import {
   type Invoice,
   InvoiceSchema,
@@ -62,12 +79,12 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'ValidateCustomer':
       return {
         case: 'validateCustomer',
-        value: create(schemaOf('validateCustomer'), { customerId: order.customerId, orderId: order.id }),
+        value: create(ValidateCustomerRequestSchema, { customerId: order.customerId, orderId: order.id }),
       };
     case 'CheckCredit':
       return {
         case: 'checkCredit',
-        value: create(schemaOf('checkCredit'), {
+        value: create(CheckCreditRequestSchema, {
           customerId: order.customerId,
           orderId: order.id,
           amount: fromNanos(order.currencyCode, orderAmountNanos(order)),
@@ -76,7 +93,7 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'GetPrice':
       return {
         case: 'getPrice',
-        value: create(schemaOf('getPrice'), {
+        value: create(GetPriceRequestSchema, {
           customerId: order.customerId,
           currencyCode: order.currencyCode,
           orderId: order.id,
@@ -86,7 +103,7 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'CalculateTax':
       return {
         case: 'calculateTax',
-        value: create(schemaOf('calculateTax'), {
+        value: create(CalculateTaxRequestSchema, {
           orderId: order.id,
           customerId: order.customerId,
           shipTo: order.shipTo,
@@ -103,12 +120,12 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'CheckAvailability':
       return {
         case: 'checkAvailability',
-        value: create(schemaOf('checkAvailability'), { lines: linesOf(order) }),
+        value: create(CheckAvailabilityRequestSchema, { lines: linesOf(order) }),
       };
     case 'AllocateInventory':
       return {
         case: 'allocateInventory',
-        value: create(schemaOf('allocateInventory'), {
+        value: create(AllocateInventoryRequestSchema, {
           orderId: order.id,
           lines: linesOf(order),
           salesOrder: salesOrderRef(ctx),
@@ -117,32 +134,32 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'ReleaseInventory':
       return {
         case: 'releaseInventory',
-        value: create(schemaOf('releaseInventory'), {
+        value: create(ReleaseInventoryRequestSchema, {
           orderId: order.id,
           allocationId: ctx.allocationId ?? '',
         }),
       };
     case 'CreateSalesOrder':
-      return { case: 'createSalesOrder', value: create(schemaOf('createSalesOrder'), { order }) };
+      return { case: 'createSalesOrder', value: create(CreateSalesOrderRequestSchema, { order }) };
     case 'CancelSalesOrder':
       return {
         case: 'cancelSalesOrder',
-        value: create(schemaOf('cancelSalesOrder'), { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
+        value: create(CancelSalesOrderRequestSchema, { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
       };
     case 'ReleaseFulfillment':
       return {
         case: 'releaseFulfillment',
-        value: create(schemaOf('releaseFulfillment'), { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
+        value: create(ReleaseFulfillmentRequestSchema, { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
       };
     case 'GetShipment':
       return {
         case: 'getShipment',
-        value: create(schemaOf('getShipment'), { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
+        value: create(GetShipmentRequestSchema, { orderId: order.id, salesOrder: salesOrderRef(ctx) }),
       };
     case 'PostInvoice':
       return {
         case: 'postInvoice',
-        value: create(schemaOf('postInvoice'), {
+        value: create(PostInvoiceRequestSchema, {
           orderId: order.id,
           salesOrder: salesOrderRef(ctx),
           expectedTotal: order.total,
@@ -152,7 +169,7 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
       const invoice = invoiceOf(ctx);
       return {
         case: 'recordPayment',
-        value: create(schemaOf('recordPayment'), {
+        value: create(RecordPaymentRequestSchema, {
           orderId: order.id,
           invoice: invoice?.externalRefs[0],
           amount: invoice?.amountDue ?? invoice?.total ?? order.total,
@@ -162,56 +179,16 @@ export function buildRequest(operation: string, order: Order, ctx: StepContext):
     case 'GetPaymentStatus':
       return {
         case: 'getPaymentStatus',
-        value: create(schemaOf('getPaymentStatus'), {
+        value: create(GetPaymentStatusRequestSchema, {
           orderId: order.id,
           invoice: invoiceOf(ctx)?.externalRefs[0],
         }),
       };
     case 'UpdateOrderStatus':
-      return { case: 'updateOrderStatus', value: create(schemaOf('updateOrderStatus'), { order }) };
+      return { case: 'updateOrderStatus', value: create(UpdateOrderStatusRequestSchema, { order }) };
     default:
       throw new UnsupportedOperationError(`a workflow step cannot call ${operation}`);
   }
-}
-
-import {
-  AllocateInventoryRequestSchema,
-  CalculateTaxRequestSchema,
-  CancelSalesOrderRequestSchema,
-  CheckAvailabilityRequestSchema,
-  CheckCreditRequestSchema,
-  CreateSalesOrderRequestSchema,
-  GetPaymentStatusRequestSchema,
-  GetPriceRequestSchema,
-  GetShipmentRequestSchema,
-  PostInvoiceRequestSchema,
-  RecordPaymentRequestSchema,
-  ReleaseFulfillmentRequestSchema,
-  ReleaseInventoryRequestSchema,
-  UpdateOrderStatusRequestSchema,
-  ValidateCustomerRequestSchema,
-} from '../gen/o2c/v1/connector_service_pb.js';
-
-const REQUEST_SCHEMAS = {
-  validateCustomer: ValidateCustomerRequestSchema,
-  checkCredit: CheckCreditRequestSchema,
-  getPrice: GetPriceRequestSchema,
-  calculateTax: CalculateTaxRequestSchema,
-  checkAvailability: CheckAvailabilityRequestSchema,
-  allocateInventory: AllocateInventoryRequestSchema,
-  releaseInventory: ReleaseInventoryRequestSchema,
-  createSalesOrder: CreateSalesOrderRequestSchema,
-  cancelSalesOrder: CancelSalesOrderRequestSchema,
-  releaseFulfillment: ReleaseFulfillmentRequestSchema,
-  getShipment: GetShipmentRequestSchema,
-  postInvoice: PostInvoiceRequestSchema,
-  recordPayment: RecordPaymentRequestSchema,
-  getPaymentStatus: GetPaymentStatusRequestSchema,
-  updateOrderStatus: UpdateOrderStatusRequestSchema,
-} as const;
-
-function schemaOf<K extends keyof typeof REQUEST_SCHEMAS>(key: K): (typeof REQUEST_SCHEMAS)[K] {
-  return REQUEST_SCHEMAS[key];
 }
 
 export interface StepEvent {
