@@ -1,12 +1,11 @@
 // make bench-api: SubmitOrder throughput and latency through the real HTTP stack, durable commits
 // on, for PostgreSQL and SQLite at concurrency 1, 16 and 64. Writes bench/results/api.json.
+
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
-import { OrderService } from '../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { createLogger } from '../runtime/src/observability/logger.js';
 import { createRegistry } from '../runtime/src/observability/metrics.js';
 import { startWorkflowRole } from '../runtime/src/roles/workflow.js';
@@ -29,11 +28,6 @@ async function freshPg(name: string): Promise<string> {
   return url.toString();
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 interface Result {
   store: string;
   concurrency: number;
@@ -53,69 +47,46 @@ async function run(store: 'postgres' | 'sqlite', storeUrl: string): Promise<Resu
     logger: createLogger('bench', 'warn'),
     registry: createRegistry(false),
   });
-  const client = createClient(
-    OrderService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${role.api.port}` }),
-  );
   const results: Result[] = [];
   try {
     for (const concurrency of CONCURRENCY) {
-      // Warm up connections and JIT.
-      await Promise.all(
-        Array.from({ length: concurrency }, (_, i) =>
-          client.submitOrder({
-            idempotencyKey: `warm-${store}-${concurrency}-${i}`,
-            order: { customerId: 'WARM', currencyCode: 'USD', lines: [{ sku: 'W', quantity: 1 }] },
-          }),
-        ),
+      // The client runs in its own process: the server's event loop is what is measured.
+      const load = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'bench/api-load.ts',
+          `http://127.0.0.1:${role.api.port}`,
+          String(concurrency),
+          String(DURATION_MS),
+          `bench-${store}-${concurrency}-${Date.now()}`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
       );
-      const latencies: number[] = [];
-      let errors = 0;
-      let seq = 0;
-      const started = performance.now();
-      const deadline = started + DURATION_MS;
-      await Promise.all(
-        Array.from({ length: concurrency }, async (_, worker) => {
-          while (performance.now() < deadline) {
-            const n = seq++;
-            const t0 = performance.now();
-            try {
-              await client.submitOrder({
-                idempotencyKey: `bench-${store}-${concurrency}-${worker}-${n}`,
-                order: {
-                  customerId: `CUST-${n % 100}`,
-                  currencyCode: 'USD',
-                  purchaseOrderNumber: `PO-${n}`,
-                  lines: [
-                    { sku: 'WIDGET-1', quantity: 2, unitPrice: { currencyCode: 'USD', units: 10n } },
-                    {
-                      sku: 'GADGET-7',
-                      quantity: 1,
-                      unitPrice: { currencyCode: 'USD', units: 99n, nanos: 500_000_000 },
-                    },
-                  ],
-                },
-              });
-              latencies.push(performance.now() - t0);
-            } catch {
-              errors++;
-            }
-          }
-        }),
-      );
-      const elapsed = (performance.now() - started) / 1000;
-      latencies.sort((a, b) => a - b);
+      let out = '';
+      load.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+      });
+      await new Promise((resolve) => load.once('exit', resolve));
+      const m = JSON.parse(out.trim().split('\n').at(-1)!) as {
+        orders: number;
+        elapsed: number;
+        p50: number;
+        p99: number;
+        errors: number;
+      };
       const r: Result = {
         store,
         concurrency,
-        orders: latencies.length,
-        ordersPerSecond: Math.round(latencies.length / elapsed),
-        p50Ms: Math.round(percentile(latencies, 50) * 100) / 100,
-        p99Ms: Math.round(percentile(latencies, 99) * 100) / 100,
-        errors,
+        orders: m.orders,
+        ordersPerSecond: Math.round(m.orders / m.elapsed),
+        p50Ms: Math.round(m.p50 * 100) / 100,
+        p99Ms: Math.round(m.p99 * 100) / 100,
+        errors: m.errors,
       };
       console.log(
-        `${store.padEnd(8)} c=${String(concurrency).padStart(2)}  ${String(r.ordersPerSecond).padStart(6)} orders/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${errors}`,
+        `${store.padEnd(8)} c=${String(concurrency).padStart(2)}  ${String(r.ordersPerSecond).padStart(6)} orders/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  errors ${r.errors}`,
       );
       results.push(r);
     }
@@ -126,7 +97,9 @@ async function run(store: 'postgres' | 'sqlite', storeUrl: string): Promise<Resu
 }
 
 const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}`;
-console.log(`SubmitOrder over gRPC (h2c), durable commits, ${DURATION_MS / 1000}s per point, on ${machine}`);
+console.log(
+  `SubmitOrder over gRPC (h2c), durable commits, ${DURATION_MS / 1000}s per point, load generator in its own process, on ${machine}`,
+);
 const sqliteDir = mkdtempSync(join(tmpdir(), 'o2c-bench-'));
 const results = [
   ...(await run('postgres', await freshPg('o2c_bench_api'))),
