@@ -86,7 +86,7 @@ beforeAll(async () => {
     queuesToClean.push(`o2c.${ns}.${name}.commands`);
   for (const name of ['items-to-crm', 'prices-to-crm', 'customers-to-erp'])
     queuesToClean.push(`o2c.${ns}.${name}.events`);
-  queuesToClean.push(`o2c.${ns}.distributor.events`);
+  for (const p of ['events', 'orders', 'replies']) queuesToClean.push(`o2c.${ns}.distributor.${p}`);
 });
 
 afterAll(async () => {

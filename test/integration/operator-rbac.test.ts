@@ -69,7 +69,7 @@ afterAll(async () => {
   const queues = ['erp', 'crm', 'wms', 'tax', 'payment'].map((c) => `o2c.${ns}.${c}.commands`);
   queues.push(
     ...['items-to-crm', 'prices-to-crm', 'customers-to-erp'].map((p) => `o2c.${ns}.${p}.events`),
-    `o2c.${ns}.distributor.events`,
+    ...['events', 'orders', 'replies'].map((p) => `o2c.${ns}.distributor.${p}`),
     `o2c.${ns}.unbound.commands`,
   );
   await deleteQueues(queues.flatMap((q) => [q, `${q}.dlq`]));

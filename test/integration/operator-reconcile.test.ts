@@ -164,13 +164,15 @@ describe('applying examples/distributor', () => {
       `o2c.${ns}.erp.commands`,
       `o2c.${ns}.items-to-crm.events`,
       `o2c.${ns}.distributor.events`,
+      `o2c.${ns}.distributor.orders`,
+      `o2c.${ns}.distributor.replies`,
     ]) {
       queuesToClean.push(q, `${q}.dlq`);
     }
     for (const c of ['crm', 'wms', 'tax', 'payment'])
       queuesToClean.push(`o2c.${ns}.${c}.commands`, `o2c.${ns}.${c}.commands.dlq`);
     for (const p of ['prices-to-crm', 'customers-to-erp'])
-      queuesToClean.push(`o2c.${ns}.${p}.events`, `o2c.${ns}.${p}.sync.dlq`);
+      queuesToClean.push(`o2c.${ns}.${p}.events`, `o2c.${ns}.${p}.events.dlq`);
     await waitForCondition(client, 'Workflow', ns, 'distributor', 'TopologyReady', 'True', 'QueuesDeclared');
     for (const q of [
       `o2c.${ns}.erp.commands`,
