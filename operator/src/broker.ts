@@ -2,10 +2,17 @@
 // behind a small interface so the operator does not depend on the broker client. Implemented with
 // amqplib for now; the runtime bus module owns the message flow on these queues.
 import { type Channel, type ChannelModel, connect } from 'amqplib';
-import { declareTopology, planQueueTopology } from '../../runtime/src/bus/topology.js';
+import {
+  COMMANDS_EXCHANGE,
+  dlqName as deadLetterQueueName,
+  declareTopology,
+  EVENTS_EXCHANGE,
+  planQueueTopology,
+  queueName,
+} from '../../runtime/src/bus/topology.js';
 
-export const EVENTS_EXCHANGE = 'o2c.events';
-export const COMMANDS_EXCHANGE = 'o2c.commands';
+// Names and exchanges come from the runtime's bus module: the operator declares what the pods use.
+export { COMMANDS_EXCHANGE, deadLetterQueueName, EVENTS_EXCHANGE, queueName };
 
 export interface TopologyBinding {
   exchange: typeof EVENTS_EXCHANGE | typeof COMMANDS_EXCHANGE;
@@ -30,11 +37,6 @@ export interface ResourceBroker {
   deleteResourceTopology(namespace: string, kind: string, name: string, purposes: string[]): Promise<void>;
   close(): Promise<void>;
 }
-
-/** o2c.<namespace>.<resource>.<purpose>; purposes are distinct per kind, so names never collide. */
-export const queueName = (namespace: string, name: string, purpose: string): string =>
-  `o2c.${namespace}.${name}.${purpose}`;
-export const deadLetterQueueName = (queue: string): string => `${queue}.dlq`;
 
 const NO_RETRY = { maxAttempts: 1, backoff: { initialMs: 0, maxMs: 0, multiplier: 1 } };
 

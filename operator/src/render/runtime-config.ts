@@ -32,8 +32,9 @@ export interface RuntimeConfig {
   secrets: Record<string, string>;
 }
 
-export const commandRoutingKey = (namespace: string, connector: string): string =>
-  `${namespace}.${connector}`;
+export { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
+
+import { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
 
 export function resolveConnector(namespace: string, name: string, spec: ConnectorSpec): ResolvedConnector {
   return {

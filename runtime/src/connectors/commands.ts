@@ -16,8 +16,9 @@ import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage } from '../store/types.js';
 import type { MethodName, RequestOf } from './driver.js';
 
-export const COMMANDS_EXCHANGE = 'o2c.commands';
-export const EVENTS_EXCHANGE = 'o2c.events';
+export { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
+
+import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
 /** Reply routing key when a command names none. */
 export const DEFAULT_REPLY_TO = 'o2c.v1.ConnectorReply';
 /** Envelope type of a command, also its AMQP `type`. */

@@ -5,7 +5,9 @@ import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage } from '../store/types.js';
 import { newEventId } from './ids.js';
 
-export const EVENTS_EXCHANGE = 'o2c.events';
+export { EVENTS_EXCHANGE } from '../bus/topology.js';
+
+import { EVENTS_EXCHANGE } from '../bus/topology.js';
 
 /**
  * Event type = the payload's protobuf message name = routing key on o2c.events, so Pipelines and
