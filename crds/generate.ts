@@ -24,7 +24,8 @@ function renderClusterRoleTemplate(): string {
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: {{ include "o2c.fullname" . }}-operator
+  # The release namespace is part of the name: two environments in one cluster get two ClusterRoles.
+  name: {{ include "o2c.fullname" . }}-{{ .Release.Namespace }}-operator
   labels:
     {{- include "o2c.labels" . | nindent 4 }}
 ${rules}{{- end }}
