@@ -35,18 +35,24 @@ services: ## start RabbitMQ and PostgreSQL when they are down, enable broker plu
 envtest: ## build (or reuse the cached) kube-apiserver and etcd for the tests
 	bash test/envtest/build.sh
 
+helm: ## build (or reuse the cached) helm v3 with its release version ldflags; prints its path
+	@bash scripts/tools/helm.sh
+
 tryton: ## install Tryton from Debian packages and build the fixture database snapshot
 	bash test/tryton/setup.sh
 
 test-unit: deps ## unit tests (no I/O)
 	vitest run --config vitest.unit.config.ts
 
-test-integration: deps services envtest tryton ## integration tests against real services
+test-integration: deps services envtest helm tryton ## integration tests against real services
 	vitest run --config vitest.integration.config.ts
 
-test: deps check-generated lint services envtest tryton ## everything CI runs: generated-code check, lint, unit, integration
+test: deps check-generated lint services envtest helm tryton ## everything CI runs: generated-code check, lint, unit, integration
 	vitest run --config vitest.unit.config.ts
 	vitest run --config vitest.integration.config.ts
+
+chart-test: deps services envtest helm ## helm lint/template per environment, schema rules, server-side dry-run
+	vitest run --config vitest.integration.config.ts test/integration/chart.test.ts
 
 demo: deps services ## the reference O2C flow end to end on embedded defaults
 	tsx scripts/demo.ts
@@ -77,4 +83,4 @@ bench-workflow: deps services ## completed O2C orders/s -> bench/results/workflo
 e2e: ## kind + Helm install (skips where no Docker engine runs)
 	bash test/e2e/run.sh
 
-.PHONY: help deps generate manifests check-generated lint services envtest tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e
+.PHONY: help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e
