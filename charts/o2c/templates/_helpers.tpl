@@ -1,3 +1,5 @@
+{{/* Names, labels, the image reference and the connection Secrets, shared by every template. */}}
+
 {{- define "o2c.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
@@ -25,5 +27,38 @@ app.kubernetes.io/component: operator
 {{- default (printf "%s-operator" (include "o2c.fullname" .)) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One image for the operator and the runtime pods it renders: repository@digest or repository:tag. */}}
+{{- define "o2c.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The broker Secret: the one named in values, or the one the chart creates from broker.url. */}}
+{{- define "o2c.brokerSecretName" -}}
+{{- if and .Values.broker.existingSecret .Values.broker.url -}}
+{{- fail "broker: set either broker.existingSecret or broker.url, not both" -}}
+{{- else if .Values.broker.existingSecret -}}
+{{- .Values.broker.existingSecret -}}
+{{- else if .Values.broker.url -}}
+{{- printf "%s-broker" (include "o2c.fullname" .) -}}
+{{- else -}}
+{{- fail "broker: set broker.existingSecret (a Secret with the AMQP URL under broker.secretKey) or, for development, broker.url" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The default store Secret, or nothing when neither store.existingSecret nor store.url is set. */}}
+{{- define "o2c.storeSecretName" -}}
+{{- if and .Values.store.existingSecret .Values.store.url -}}
+{{- fail "store: set either store.existingSecret or store.url, not both" -}}
+{{- else if .Values.store.existingSecret -}}
+{{- .Values.store.existingSecret -}}
+{{- else if .Values.store.url -}}
+{{- printf "%s-store" (include "o2c.fullname" .) -}}
 {{- end -}}
 {{- end -}}
