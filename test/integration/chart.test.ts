@@ -200,6 +200,11 @@ describe('values.schema.json and the chart refuse wrong values by name', () => {
     ['a negative replica count', ['--set', 'operator.replicas=-1'], "at '/operator/replicas'"],
     ['a misspelt top-level value', ['--set', 'operatr.replicas=1'], "additional properties 'operatr'"],
     ['a misspelt operator value', ['--set', 'operator.replica=1'], "additional properties 'replica'"],
+    [
+      'a resync period under ten seconds',
+      ['--set', 'operator.resyncSeconds=1'],
+      "at '/operator/resyncSeconds'",
+    ],
     ['a log level pino does not know', ['--set', 'operator.logLevel=verbose'], "at '/operator/logLevel'"],
     ['a health port above 65535', ['--set', 'operator.healthPort=70000'], "at '/operator/healthPort'"],
     [
