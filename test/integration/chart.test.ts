@@ -400,10 +400,46 @@ describe('against a real kube-apiserver', () => {
       expect((refused as KubeApiError).message).toContain('violates PodSecurity "restricted:latest"');
     },
   );
+});
 
-  it('helm install, upgrade and uninstall: the upgrade changes what it should, uninstall keeps CRDs and resources', async () => {
-    const ns = 'chart-install';
-    const kube = ['--kubeconfig', plane.kubeconfigPath, '--namespace', ns];
+describe('helm install, upgrade and uninstall on a fresh API server', () => {
+  let plane: ControlPlane;
+  let client: KubeClient;
+  const ns = 'o2c-system';
+  let kube: string[];
+  const CRDS = ['connectors.o2c.dev', 'pipelines.o2c.dev', 'workflows.o2c.dev'];
+  type Crd = KubeObject & {
+    spec: { versions: Array<{ schema: { openAPIV3Schema: { description?: string } } }> };
+  };
+  const chartCrds = (): Crd[] =>
+    readdirSync(join(CHART_DIR, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => parse(readFileSync(join(CHART_DIR, 'crds', f), 'utf8')) as Crd);
+  /** `kubectl apply --server-side [--force-conflicts]` of one object. */
+  const kubectlApply = (obj: KubeObject, forceConflicts: boolean) =>
+    client.request(
+      'PATCH',
+      `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${obj.metadata.name}?fieldManager=kubectl${forceConflicts ? '&force=true' : ''}`,
+      obj,
+      'application/apply-patch+yaml',
+    );
+  const operatorReplicas = async () =>
+    (await client.get<KubeObject & { spec: { replicas: number } }>('Deployment', ns, 'o2c-operator'))?.spec
+      .replicas;
+
+  beforeAll(async () => {
+    // No CRDs yet: helm install brings them from the chart's crds/ as it does on a new cluster.
+    plane = await startControlPlane({ installCrds: false });
+    client = new KubeClient(plane.kubeConfig());
+    kube = ['--kubeconfig', plane.kubeconfigPath, '--namespace', ns];
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await plane?.stop();
+  });
+
+  it('helm install creates the CRDs and the operator with the values of the environment', async () => {
     const install = helm([
       'install',
       'o2c',
@@ -414,23 +450,13 @@ describe('against a real kube-apiserver', () => {
     ]);
     expect(install.stderr).toBe('');
     expect(install.code).toBe(0);
-    const deployment = await client.get<KubeObject & { spec: { replicas: number } }>(
-      'Deployment',
-      ns,
-      'o2c-operator',
-    );
-    expect(deployment?.spec.replicas).toBe(1);
+    for (const crd of CRDS) expect(await client.get('CustomResourceDefinition', '', crd)).toBeDefined();
+    expect(await operatorReplicas()).toBe(1);
     expect(await client.get('Secret', ns, 'o2c-broker')).toBeDefined();
+    expect(await client.get('PodDisruptionBudget', ns, 'o2c-operator')).toBeUndefined();
+  });
 
-    // A resource users created while the release existed.
-    const connector: KubeObject = {
-      apiVersion: 'o2c.dev/v1alpha1',
-      kind: 'Connector',
-      metadata: { name: 'erp', namespace: ns },
-      spec: { system: 'erp', driver: 'simulator' },
-    } as KubeObject;
-    await client.create(connector);
-
+  it('helm upgrade applies a changed value and refuses a wrong one before touching the cluster', async () => {
     const upgrade = helm([
       'upgrade',
       'o2c',
@@ -441,13 +467,10 @@ describe('against a real kube-apiserver', () => {
       'operator.replicas=2',
     ]);
     expect(upgrade.code, upgrade.stderr).toBe(0);
-    expect(
-      (await client.get<KubeObject & { spec: { replicas: number } }>('Deployment', ns, 'o2c-operator'))?.spec
-        .replicas,
-    ).toBe(2);
+    expect(await operatorReplicas()).toBe(2);
     expect(await client.get('PodDisruptionBudget', ns, 'o2c-operator')).toBeDefined();
 
-    const schemaRefusal = helm([
+    const refused = helm([
       'upgrade',
       'o2c',
       CHART_DIR,
@@ -456,15 +479,39 @@ describe('against a real kube-apiserver', () => {
       '--set-string',
       'operator.replicas=two',
     ]);
-    expect(schemaRefusal.code).not.toBe(0);
-    expect(schemaRefusal.stderr).toContain("at '/operator/replicas'");
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("at '/operator/replicas'");
+    expect(await operatorReplicas()).toBe(2);
+  });
 
+  it('CRDs Helm installed are upgraded by kubectl apply --server-side --force-conflicts, as docs/operations.md says', async () => {
+    const changed = chartCrds().map((crd) => {
+      const copy = structuredClone(crd);
+      const schema = copy.spec.versions[0]?.schema.openAPIV3Schema;
+      if (schema) schema.description = `${schema.description ?? ''} (next chart version)`;
+      return copy;
+    });
+    // Helm owns the fields it created; without --force-conflicts a changed field is a conflict.
+    const conflict = await kubectlApply(changed[0] as Crd, false).catch((err: unknown) => err);
+    expect(conflict).toBeInstanceOf(KubeApiError);
+    expect((conflict as KubeApiError).status).toBe(409);
+    for (const crd of changed) await kubectlApply(crd, true);
+    const stored = await client.get<Crd>('CustomResourceDefinition', '', changed[0]?.metadata.name ?? '');
+    expect(stored?.spec.versions[0]?.schema.openAPIV3Schema.description).toContain('(next chart version)');
+  });
+
+  it('helm uninstall removes the operator and keeps the CRDs and the resources users created', async () => {
+    await client.create({
+      apiVersion: 'o2c.dev/v1alpha1',
+      kind: 'Connector',
+      metadata: { name: 'erp', namespace: ns },
+      spec: { system: 'erp', driver: 'simulator' },
+    } as KubeObject);
     const uninstall = helm(['uninstall', 'o2c', ...kube]);
     expect(uninstall.code, uninstall.stderr).toBe(0);
     expect(await client.get('Deployment', ns, 'o2c-operator')).toBeUndefined();
     expect(await client.get('Secret', ns, 'o2c-broker')).toBeUndefined();
-    for (const crd of ['connectors.o2c.dev', 'pipelines.o2c.dev', 'workflows.o2c.dev'])
-      expect(await client.get('CustomResourceDefinition', '', crd)).toBeDefined();
+    for (const crd of CRDS) expect(await client.get('CustomResourceDefinition', '', crd)).toBeDefined();
     expect(await client.get('Connector', ns, 'erp')).toBeDefined();
   });
 });
