@@ -232,10 +232,10 @@ describe('retries and dead letters', () => {
       return list.length === 2 ? list : undefined;
     });
     expect(parked.map((e) => [e.messageId, e.reason, e.attempts])).toEqual([
-      ['garbage-1', 'decode', 1],
+      ['garbage-1', 'poison', 1],
       [poison.id, 'permanent', 1],
     ]);
-    expect(parked[0]!.errorClass).toBe('DecodeError');
+    expect(parked[0]!.errorClass).toBe('UndecodableEnvelope');
     expect(parked[1]!.errorClass).toBe('PermanentError');
     expect((await showDlq(conn, spec.name, 'garbage-1'))?.decodeError).toBeTruthy();
     await consumer.stop();

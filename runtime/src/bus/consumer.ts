@@ -1,16 +1,26 @@
-// Consumes a queue spec: decodes the Envelope, runs the handler, and settles each delivery only after
-// the handler resolved (i.e. after its database transaction committed). Retryable failures wait in
-// the delay tiers (republished with confirms, then acked), exhausted and permanent ones are parked in
-// `<queue>.dlq` with reason headers. Ordered specs consume their partitions with one active consumer
-// each, run one message per ordering key at a time and retry in place so a key never reorders.
-import { fromBinary } from '@bufbuild/protobuf';
+// Consumes a queue spec: decodes the Envelope by its type, runs the handler, and settles each delivery
+// only after the handler resolved (i.e. after its database transaction committed). Poison (a body
+// that is no Envelope, an unknown type, a payload that is not its type) is parked in `<queue>.dlq`
+// before any handler sees it; retryable failures wait in the delay tiers (republished with confirms,
+// then acked), exhausted and permanent ones are parked in the DLQ with reason headers. Ordered specs
+// consume their partitions with one active consumer each, run one message per ordering key at a time
+// and retry in place so a key never reorders.
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import type { Envelope } from '../gen/o2c/v1/events_pb.js';
 import type { Store, Tx } from '../store/types.js';
 import { TrackedConfirmChannel } from './confirm-channel.js';
 import type { BusConnection } from './connection.js';
+import { decodeEnvelope } from './decode-envelope.js';
+import {
+  copiedProperties,
+  type DeadLetterReason,
+  deadLetterReasonOf,
+  FailureHeader,
+  failureHeaders,
+  parkInDlq,
+} from './dlq.js';
 import { PermanentError } from './errors.js';
 import { type BusMetrics, busMetrics } from './metrics.js';
 import {
@@ -22,23 +32,13 @@ import {
   retryExchangeName,
 } from './topology.js';
 
-export { PermanentError } from './errors.js';
-
-/** Headers on messages in retry tiers and in the DLQ. */
-export const FailureHeader = {
-  reason: 'x-o2c-reason',
-  errorClass: 'x-o2c-error-class',
-  error: 'x-o2c-error',
-  attempts: 'x-o2c-attempts',
-  firstFailure: 'x-o2c-first-failure',
-  lastFailure: 'x-o2c-last-failure',
-  originalQueue: 'x-o2c-original-queue',
-} as const;
-
-export type DeadLetterReason = 'max-attempts' | 'permanent' | 'decode';
+export { type DeadLetterReason, FailureHeader, failureHeaders } from './dlq.js';
+export { PermanentError, PoisonMessageError } from './errors.js';
 
 export interface Delivery {
   envelope: Envelope;
+  /** The event type the envelope declares, routing qualifier removed; '' for consumers without `accepts`. */
+  eventType: string;
   /** The queue it was consumed from (a partition for ordered specs). */
   queue: string;
   /** 1 for the first delivery; counts handler failures, not broker redeliveries. */
@@ -58,6 +58,12 @@ export interface ConsumerOptions {
   connection: BusConnection;
   spec: QueueSpec;
   handler: Handler;
+  /**
+   * The event types (message names, e.g. o2c.v1.OrderSubmitted) this queue is for. A delivery of any
+   * other type, of an unknown type or with a payload that is not its type is poison: parked in the DLQ
+   * before the handler runs. Without it only the Envelope framing is checked (bus tests, tools).
+   */
+  accepts?: readonly string[];
   /** Unacknowledged deliveries per consumed queue; also the handler concurrency. Default 32. */
   prefetch?: number;
   /** Declare the spec's topology on start and after reconnects (default true). */
@@ -74,12 +80,11 @@ interface Attachment {
   consumerTags: string[];
 }
 
-const HANDLER_ERROR_MAX = 1_000;
-
 export class Consumer {
   readonly spec: QueueSpec;
   private readonly connection: BusConnection;
   private readonly handler: Handler;
+  private readonly accepts: readonly string[] | undefined;
   private readonly prefetch: number;
   private readonly metrics: BusMetrics;
   private readonly logger: Logger;
@@ -98,6 +103,7 @@ export class Consumer {
     this.connection = options.connection;
     this.spec = options.spec;
     this.handler = options.handler;
+    this.accepts = options.accepts;
     this.prefetch = options.prefetch ?? 32;
     this.declareTopology = options.declare ?? true;
     this.metrics = busMetrics(options.registry);
@@ -225,21 +231,24 @@ export class Consumer {
   private async process(att: Attachment, queue: string, msg: ConsumeMessage): Promise<void> {
     this.metrics.consumed.inc({ queue: this.spec.name });
     const headers = { ...(msg.properties.headers ?? {}) };
-    let envelope: Envelope;
-    try {
-      envelope = fromBinary(EnvelopeSchema, msg.content);
-      if (!envelope.id) envelope.id = String(msg.properties.messageId ?? '');
-      if (!envelope.id) throw new Error('envelope has no id and the message no message_id');
-    } catch (err) {
-      const decodeError = new Error(`undecodable o2c.v1.Envelope: ${(err as Error).message}`);
-      decodeError.name = 'DecodeError';
-      await this.deadLetter(att, queue, msg, 'decode', decodeError, attemptsSoFar(headers) + 1);
+    const decoded = decodeEnvelope(
+      { body: msg.content, messageId: msg.properties.messageId, type: msg.properties.type },
+      this.accepts,
+    );
+    if ('poison' in decoded) {
+      this.logger.warn(
+        { messageId: msg.properties.messageId, errorClass: decoded.poison.name, err: decoded.poison },
+        'poison message; parking in the DLQ',
+      );
+      await this.deadLetter(att, queue, msg, 'poison', decoded.poison, attemptsSoFar(headers) + 1);
       return;
     }
+    const { envelope, eventType } = decoded;
     let attempt = attemptsSoFar(headers) + 1;
     for (;;) {
       const delivery: Delivery = {
         envelope,
+        eventType,
         queue,
         attempt,
         redelivered: msg.fields.redelivered,
@@ -260,8 +269,9 @@ export class Consumer {
         return;
       }
       if ('fail' in outcome) {
-        delivery.logger.warn({ err: outcome.fail }, 'permanent failure; parking in the DLQ');
-        await this.deadLetter(att, queue, msg, 'permanent', outcome.fail, attempt, headers);
+        const reason = deadLetterReasonOf(outcome.fail);
+        delivery.logger.warn({ err: outcome.fail, reason }, 'permanent failure; parking in the DLQ');
+        await this.deadLetter(att, queue, msg, reason, outcome.fail, attempt, headers);
         return;
       }
       if (attempt >= this.spec.retry.maxAttempts) {
@@ -315,11 +325,16 @@ export class Consumer {
     attempts: number,
     current: Record<string, unknown> = msg.properties.headers ?? {},
   ): Promise<void> {
-    const headers = {
-      ...failureHeaders(current, queue, error, attempts, this.now()),
-      [FailureHeader.reason]: reason,
-    };
-    await this.republish(att, msg, '', dlqName(this.spec.name), headers);
+    await parkInDlq(att.channel, msg, {
+      queue,
+      dlq: dlqName(this.spec.name),
+      reason,
+      error,
+      attempts,
+      headers: current,
+      nowMs: this.now(),
+    });
+    this.ack(att, msg);
     this.metrics.deadLettered.inc({ queue: this.spec.name, reason });
   }
 
@@ -331,17 +346,8 @@ export class Consumer {
     target: string,
     headers: Record<string, unknown>,
   ): Promise<void> {
-    const p = msg.properties;
-    await att.channel.publish(exchange, target, msg.content, {
-      persistent: true,
-      mandatory: true,
-      contentType: p.contentType,
-      messageId: p.messageId ?? `${target}:${msg.fields.deliveryTag}:${this.now()}`,
-      type: p.type,
-      correlationId: p.correlationId,
-      timestamp: p.timestamp,
-      headers,
-    });
+    const fallbackId = `${target}:${msg.fields.deliveryTag}:${this.now()}`;
+    await att.channel.publish(exchange, target, msg.content, copiedProperties(msg, headers, fallbackId));
     this.ack(att, msg);
   }
 
@@ -358,29 +364,6 @@ export class Consumer {
 function attemptsSoFar(headers: Record<string, unknown>): number {
   const n = Number(headers[FailureHeader.attempts] ?? 0);
   return Number.isFinite(n) && n > 0 ? n : 0;
-}
-
-/** The failure headers after attempt `attempt` failed; broker dead-letter history is dropped. */
-export function failureHeaders(
-  previous: Record<string, unknown>,
-  queue: string,
-  error: Error,
-  attempt: number,
-  nowMs: number,
-): Record<string, unknown> {
-  const headers: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(previous)) {
-    if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) continue;
-    headers[k] = v;
-  }
-  const now = new Date(nowMs).toISOString();
-  headers[FailureHeader.attempts] = attempt;
-  headers[FailureHeader.errorClass] = error.name || error.constructor.name;
-  headers[FailureHeader.error] = error.message.slice(0, HANDLER_ERROR_MAX);
-  headers[FailureHeader.firstFailure] = previous[FailureHeader.firstFailure] ?? now;
-  headers[FailureHeader.lastFailure] = now;
-  headers[FailureHeader.originalQueue] = queue;
-  return headers;
 }
 
 export type HandleOnceResult<T> = { duplicate: true } | { duplicate: false; value: T };

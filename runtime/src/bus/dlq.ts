@@ -3,19 +3,127 @@
 // purged. Replay republishes to the queue the message failed in, with attempts reset, and acks the
 // DLQ copy after the broker confirmed; a crash in between duplicates, which the inbox absorbs.
 import { fromBinary, type JsonValue, toJson } from '@bufbuild/protobuf';
-import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage, Message, Options } from 'amqplib';
 import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import { TrackedConfirmChannel } from './confirm-channel.js';
 import type { BusConnection } from './connection.js';
-import { FailureHeader } from './consumer.js';
+import { PoisonMessageError } from './errors.js';
 import { dlqName, ORDERING_HEADER } from './topology.js';
+
+/** Headers on messages in retry tiers and in the DLQ. */
+export const FailureHeader = {
+  reason: 'x-o2c-reason',
+  errorClass: 'x-o2c-error-class',
+  error: 'x-o2c-error',
+  attempts: 'x-o2c-attempts',
+  firstFailure: 'x-o2c-first-failure',
+  lastFailure: 'x-o2c-last-failure',
+  originalQueue: 'x-o2c-original-queue',
+} as const;
+
+/**
+ * Why a message is in a DLQ: its attempts ran out, its handler failed for good, or it is poison (no
+ * handler can ever take it: undecodable, an unknown type, a payload that is not its type).
+ */
+export type DeadLetterReason = 'max-attempts' | 'permanent' | 'poison';
+
+const FAILURE_ERROR_MAX = 1_000;
+
+/** The DLQ reason of a handler's permanent failure. */
+export function deadLetterReasonOf(error: Error): Exclude<DeadLetterReason, 'max-attempts'> {
+  return error instanceof PoisonMessageError ? 'poison' : 'permanent';
+}
+
+/** The failure headers after attempt `attempt` failed; broker dead-letter history is dropped. */
+export function failureHeaders(
+  previous: Record<string, unknown>,
+  queue: string,
+  error: Error,
+  attempt: number,
+  nowMs: number,
+): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(previous)) {
+    if (k === 'x-death' || k.startsWith('x-first-death-') || k.startsWith('x-last-death-')) continue;
+    headers[k] = v;
+  }
+  const now = new Date(nowMs).toISOString();
+  headers[FailureHeader.attempts] = attempt;
+  headers[FailureHeader.errorClass] = error.name || error.constructor.name;
+  headers[FailureHeader.error] = error.message.slice(0, FAILURE_ERROR_MAX);
+  headers[FailureHeader.firstFailure] = previous[FailureHeader.firstFailure] ?? now;
+  headers[FailureHeader.lastFailure] = now;
+  headers[FailureHeader.originalQueue] = queue;
+  return headers;
+}
+
+/** The headers of a message parked in a DLQ: the failure headers plus the reason. */
+export function deadLetterHeaders(
+  previous: Record<string, unknown>,
+  queue: string,
+  reason: DeadLetterReason,
+  error: Error,
+  attempts: number,
+  nowMs: number,
+): Record<string, unknown> {
+  return { ...failureHeaders(previous, queue, error, attempts, nowMs), [FailureHeader.reason]: reason };
+}
+
+/** Publish options that keep a consumed message's properties, with new headers. */
+export function copiedProperties(
+  msg: Message,
+  headers: Record<string, unknown>,
+  fallbackMessageId: string,
+): Options.Publish {
+  const p = msg.properties;
+  return {
+    persistent: true,
+    mandatory: true,
+    contentType: p.contentType,
+    messageId: p.messageId ?? fallbackMessageId,
+    type: p.type,
+    correlationId: p.correlationId,
+    timestamp: p.timestamp,
+    headers,
+  };
+}
+
+/**
+ * Copies a consumed message into `dlq` with the reason headers and resolves when the broker
+ * confirmed; the caller acks the original after that. A message without message_id gets one, so
+ * `o2c dlq show` can name it.
+ */
+export async function parkInDlq(
+  channel: TrackedConfirmChannel,
+  msg: Message,
+  park: {
+    queue: string;
+    dlq: string;
+    reason: DeadLetterReason;
+    error: Error;
+    attempts: number;
+    headers?: Record<string, unknown>;
+    nowMs: number;
+  },
+): Promise<void> {
+  const headers = deadLetterHeaders(
+    park.headers ?? msg.properties.headers ?? {},
+    park.queue,
+    park.reason,
+    park.error,
+    park.attempts,
+    park.nowMs,
+  );
+  const fallbackId = `${park.queue}:${msg.fields.deliveryTag}:${park.nowMs}`;
+  await channel.publish('', park.dlq, msg.content, copiedProperties(msg, headers, fallbackId));
+}
 
 export interface DlqEntry {
   messageId: string;
   type: string;
   correlationId: string;
   orderingKey: string;
-  /** max-attempts | permanent | decode, or the broker's reason (e.g. delivery_limit). */
+  /** max-attempts | permanent | poison, or the broker's reason (e.g. delivery_limit). */
   reason: string;
   errorClass: string;
   error: string;
@@ -208,7 +316,7 @@ async function browse(
   const channel = await openChannel(target);
   try {
     const raw: Channel = channel.channel;
-    const { messageCount } = await raw.checkQueue(queue);
+    const messageCount = await settledMessageCount(raw, queue);
     for (let i = 0; i < messageCount; i++) {
       const msg = await raw.get(queue, { noAck: false });
       if (msg === false) break;
@@ -217,4 +325,19 @@ async function browse(
   } finally {
     await channel.close();
   }
+}
+
+/**
+ * The ready count once it stops changing: a quorum queue returns the messages of a browser that just
+ * closed its channel (a `list` right before a `show`) a moment after the close, not with it.
+ */
+async function settledMessageCount(raw: Channel, queue: string): Promise<number> {
+  let count = (await raw.checkQueue(queue)).messageCount;
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 30));
+    const again = (await raw.checkQueue(queue)).messageCount;
+    if (again === count) return count;
+    count = again;
+  }
+  return count;
 }

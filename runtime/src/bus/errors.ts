@@ -50,6 +50,33 @@ export class PermanentError extends Error {
   override readonly name: string = 'PermanentError';
 }
 
+/**
+ * What is wrong with a poison message, as its DLQ error class: the body is no Envelope, it names no
+ * or an unknown event type, its payload is not the type it declares, it is not for this queue, or a
+ * field the handler cannot do without is empty.
+ */
+export type PoisonClass =
+  | 'UndecodableEnvelope'
+  | 'MissingMessageId'
+  | 'MissingEventType'
+  | 'ConflictingEventType'
+  | 'UnknownEventType'
+  | 'PayloadTypeMismatch'
+  | 'UnexpectedEventType'
+  | 'InvalidPayload';
+
+/**
+ * A message that can never be handled, whoever retries it: parked in the DLQ at once with reason
+ * `poison`, never claimed in an inbox. Its name is the PoisonClass, so the DLQ's error class says what.
+ */
+export class PoisonMessageError extends PermanentError {
+  override readonly name: PoisonClass;
+  constructor(poisonClass: PoisonClass, message: string) {
+    super(message);
+    this.name = poisonClass;
+  }
+}
+
 /** AMQP 406 as raised by amqplib; parses the broker's text into a TopologyConflictError. */
 export function asTopologyConflict(err: unknown): TopologyConflictError | undefined {
   const e = err as { code?: number; message?: string };

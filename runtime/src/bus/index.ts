@@ -10,10 +10,13 @@ export {
   type HandlerOutcome,
   handleOnce,
 } from './consumer.js';
+export { type DecodedEnvelope, decodeEnvelope, eventTypeOf } from './decode-envelope.js';
 export { type DlqEntry, type DlqFilter, listDlq, purgeDlq, replayDlq, showDlq } from './dlq.js';
 export {
   ConnectionLostError,
   PermanentError,
+  type PoisonClass,
+  PoisonMessageError,
   PublishNackedError,
   TopologyConflictError,
   UnroutableError,
