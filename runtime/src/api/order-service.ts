@@ -15,16 +15,13 @@ import {
   WatchOrderRequestSchema,
 } from '../gen/o2c/v1/order_service_pb.js';
 import {
-  IdempotencyConflictError,
   type ListFilter,
   type OrderChange,
-  OrderNotFoundError,
   type OrderRepository,
-  OrderStateError,
   orderCreatedMs,
   TERMINAL_STATES,
 } from '../orders/repository.js';
-import { ExceptionNotFoundError, ExceptionStateError, type WorkflowEngine } from '../workflow/engine.js';
+import type { WorkflowEngine } from '../workflow/engine.js';
 import { type ExceptionRow, listExceptions, stepHistory } from '../workflow/instances.js';
 import { decodePageToken, encodePageToken, PageTokenError } from './page-token.js';
 import { assertValid, invalidArgument } from './validation.js';
@@ -53,12 +50,6 @@ function exceptionMessage(e: ExceptionRow) {
     resolution: e.resolution,
     payloadJson: e.payload,
   };
-}
-
-function engineError(err: unknown): unknown {
-  if (err instanceof ExceptionNotFoundError) return new ConnectError(err.message, Code.NotFound);
-  if (err instanceof ExceptionStateError) return new ConnectError(err.message, Code.FailedPrecondition);
-  return err;
 }
 
 const DEFAULT_PAGE_SIZE = 50;
@@ -93,19 +84,14 @@ export function orderServiceRoutes(options: OrderServiceOptions) {
       async submitOrder(req, ctx) {
         assertValid(SubmitOrderRequestSchema, req);
         const key = idempotencyKeyOf(req.idempotencyKey, ctx);
-        try {
-          const { order } = await orders.submit({
-            order: req.order!,
-            idempotencyKey: key,
-            workflowGeneration: options.workflowGeneration?.(),
-            traceparent: ctx.requestHeader.get('traceparent') ?? undefined,
-          });
-          return { order };
-        } catch (err) {
-          if (err instanceof IdempotencyConflictError)
-            throw new ConnectError(err.message, Code.AlreadyExists);
-          throw err;
-        }
+        // Domain and store errors become their codes in the interceptor (errors.ts).
+        const { order } = await orders.submit({
+          order: req.order!,
+          idempotencyKey: key,
+          workflowGeneration: options.workflowGeneration?.(),
+          traceparent: ctx.requestHeader.get('traceparent') ?? undefined,
+        });
+        return { order };
       },
 
       async getOrder(req) {
@@ -147,13 +133,7 @@ export function orderServiceRoutes(options: OrderServiceOptions) {
 
       async cancelOrder(req) {
         assertValid(CancelOrderRequestSchema, req);
-        try {
-          return { order: await orders.cancel(req.id, req.reason) };
-        } catch (err) {
-          if (err instanceof OrderNotFoundError) throw notFound(req.id);
-          if (err instanceof OrderStateError) throw new ConnectError(err.message, Code.FailedPrecondition);
-          throw err;
-        }
+        return { order: await orders.cancel(req.id, req.reason) };
       },
 
       async getOrderHistory(req) {
@@ -192,23 +172,15 @@ export function orderServiceRoutes(options: OrderServiceOptions) {
         assertValid(RetryStepRequestSchema, req);
         if (!options.engine)
           throw new ConnectError('this process runs no workflow engine', Code.FailedPrecondition);
-        try {
-          return { order: await options.engine.retryStep(req.exceptionId) };
-        } catch (err) {
-          throw engineError(err);
-        }
+        return { order: await options.engine.retryStep(req.exceptionId) };
       },
 
       async resolveException(req) {
         assertValid(ResolveExceptionRequestSchema, req);
         if (!options.engine)
           throw new ConnectError('this process runs no workflow engine', Code.FailedPrecondition);
-        try {
-          const row = await options.engine.resolve(req.exceptionId, req.resolution, req.skipStep);
-          return { exception: exceptionMessage(row) };
-        } catch (err) {
-          throw engineError(err);
-        }
+        const row = await options.engine.resolve(req.exceptionId, req.resolution, req.skipStep);
+        return { exception: exceptionMessage(row) };
       },
 
       async *watchOrder(req, ctx) {

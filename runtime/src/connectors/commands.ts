@@ -19,10 +19,12 @@ import type { MethodName, RequestOf } from './driver.js';
 export { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
 
 import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
-/** Reply routing key when a command names none. */
-export const DEFAULT_REPLY_TO = 'o2c.v1.ConnectorReply';
 /** Envelope type of a command, also its AMQP `type`. */
 export const COMMAND_TYPE = 'o2c.v1.ConnectorCommand';
+/** Event type of a reply; its routing key (and type) is the command's reply_to, this plus a qualifier. */
+export const REPLY_TYPE = 'o2c.v1.ConnectorReply';
+/** Reply routing key when a command names none. */
+export const DEFAULT_REPLY_TO = REPLY_TYPE;
 
 /** A request with its oneof case: `{ case: 'createSalesOrder', value: {...} }`. */
 export type CommandRequest = { [M in MethodName]: { case: M; value: RequestOf<M> } }[MethodName];

@@ -8,13 +8,13 @@ import { DEFAULT_RETRY_POLICY, type QueueSpec, queueName, type RetryPolicy } fro
 import { OutboxRelay } from '../outbox/relay.js';
 import type { Store } from '../store/types.js';
 import { type Clock, systemClock } from './clock.js';
-import { COMMANDS_EXCHANGE, commandRoutingKey } from './commands.js';
+import { COMMAND_TYPE, COMMANDS_EXCHANGE, commandRoutingKey } from './commands.js';
 import { type ConnectorRuntimeConfig, credentialsDirOf, governorLimits } from './config.js';
 import { type CredentialSource, FileCredentials, StaticCredentials } from './credentials.js';
 import { type ConnectorDriver, ConnectorFailure } from './driver.js';
 import { createDriver } from './drivers.js';
 import { Governor } from './governor.js';
-import { ConnectorRuntime, MalformedCommandError, type MessagePublisher } from './runtime.js';
+import { ConnectorRuntime, type MessagePublisher } from './runtime.js';
 import type { SimulatorDriver } from './simulator/driver.js';
 
 export interface ConnectorRoleOptions {
@@ -148,6 +148,8 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
   const consumer = new Consumer({
     connection,
     spec,
+    // Anything but a command (undecodable, another type, a payload that is no command) is poison.
+    accepts: [COMMAND_TYPE],
     prefetch: options.prefetch ?? Math.max(8, (governorLimits(config).maxConcurrency ?? 4) * 4),
     handler: async (delivery: Delivery): Promise<HandlerOutcome> => {
       try {
@@ -158,7 +160,7 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
         });
         return 'ack';
       } catch (err) {
-        if (err instanceof MalformedCommandError) return { fail: new PermanentError(err.message) };
+        if (err instanceof PermanentError) return { fail: err };
         if (err instanceof ConnectorFailure && !err.retryable)
           return { fail: new PermanentError(err.message) };
         return { retry: err as Error };

@@ -3,15 +3,17 @@
 // inbox claim when a store is configured, else published directly with confirms. Retryable failures
 // are thrown back to the bus consumer, which retries them with its delay policy.
 import { randomUUID } from 'node:crypto';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
+import { decodeEnvelope } from '../bus/decode-envelope.js';
+import { PoisonMessageError } from '../bus/errors.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import type { ConnectorCommand, ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage, Store } from '../store/types.js';
 import { type Clock, systemClock } from './clock.js';
-import { EVENTS_EXCHANGE, emptyReply, replyMessage } from './commands.js';
+import { COMMAND_TYPE, EVENTS_EXCHANGE, emptyReply, replyMessage } from './commands.js';
 import { type ConnectorRuntimeConfig, governorLimits } from './config.js';
 import {
   type CallContext,
@@ -28,11 +30,6 @@ import { checkOwnership } from './ownership.js';
 /** Publishes one message and resolves when the broker confirmed it (the bus ConfirmPublisher). */
 export interface MessagePublisher {
   publish(message: OutboxMessage): Promise<void>;
-}
-
-/** A command that cannot be decoded or answered; the consumer dead-letters it without retries. */
-export class MalformedCommandError extends Error {
-  override readonly name = 'MalformedCommandError';
 }
 
 export interface DeliveryInfo {
@@ -90,22 +87,22 @@ export class ConnectorRuntime {
       throw new Error('connector runtime needs a store (outbox) or a publisher');
   }
 
-  /** Handles one delivery of a command envelope. Throws a retryable ConnectorFailure to ask for a retry. */
+  /**
+   * Handles one delivery of a command envelope. Throws a retryable ConnectorFailure to ask for a
+   * retry, a PoisonMessageError for a body that is no command (never to be retried or answered).
+   */
   async handleMessage(body: Uint8Array, delivery: DeliveryInfo = {}): Promise<HandleOutcome> {
-    let envelope: Envelope;
-    try {
-      envelope = fromBinary(EnvelopeSchema, body);
-    } catch (err) {
-      throw new MalformedCommandError(`command body is not an o2c.v1.Envelope: ${(err as Error).message}`);
-    }
-    return this.handleEnvelope(envelope, delivery);
+    const decoded = decodeEnvelope({ body, messageId: delivery.messageId }, [COMMAND_TYPE]);
+    if ('poison' in decoded) throw decoded.poison;
+    return this.handleEnvelope(decoded.envelope, delivery);
   }
 
   /** Handles one decoded command envelope (the bus Consumer decodes it). */
   async handleEnvelope(envelope: Envelope, delivery: DeliveryInfo = {}): Promise<HandleOutcome> {
     if (envelope.payload.case !== 'connectorCommand') {
-      throw new MalformedCommandError(
-        `envelope ${envelope.id} carries ${envelope.payload.case ?? 'no payload'}, not a connector_command`,
+      throw new PoisonMessageError(
+        'PayloadTypeMismatch',
+        `envelope ${envelope.id} carries ${envelope.payload.case ?? 'no payload'}, not an o2c.v1.ConnectorCommand`,
       );
     }
     const command = envelope.payload.value;

@@ -2,15 +2,19 @@
 // this process's own reply key, so with several replicas each reply reaches the process that waits for
 // it. Replies are matched to their command by the reply's causation_id (= the command envelope id).
 // A reply nobody waits for any more (timed out, process restarted) is dropped: the event's retry sends
-// a fresh command with the same idempotency key.
+// a fresh command with the same idempotency key. Poison (no reply, or one that names no command) is
+// parked in the pipeline's durable `o2c.<ns>.<pipeline>.replies.dlq`, declared when the first arrives.
 import { randomBytes } from 'node:crypto';
-import { fromBinary } from '@bufbuild/protobuf';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import { TrackedConfirmChannel } from '../bus/confirm-channel.js';
 import type { BusConnection } from '../bus/connection.js';
-import { EVENTS_EXCHANGE, queueName } from '../bus/topology.js';
+import { decodeEnvelope } from '../bus/decode-envelope.js';
+import { parkInDlq } from '../bus/dlq.js';
+import { PoisonMessageError } from '../bus/errors.js';
+import { dlqName, EVENTS_EXCHANGE, queueName } from '../bus/topology.js';
+import { REPLY_TYPE } from '../connectors/commands.js';
 import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
-import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 
 export class ReplyTimeoutError extends Error {
   override readonly name = 'ReplyTimeoutError';
@@ -35,18 +39,22 @@ export class ReplyWaiter {
   /** The reply_to of this process's commands: a routing key on o2c.events. */
   readonly routingKey: string;
   readonly queue: string;
+  /** Where poison replies of every replica of this pipeline are parked. */
+  readonly deadLetterQueue: string;
   private readonly connection: BusConnection;
   private readonly logger: Logger;
   private readonly waiters = new Map<string, Waiter>();
-  private channel: Channel | undefined;
+  private channel: TrackedConfirmChannel | undefined;
+  private deadLetterDeclared = false;
   private removeSetup: (() => void) | undefined;
   private stopping = false;
 
   constructor(o: ReplyWaiterOptions) {
     const instance = o.instance ?? randomBytes(4).toString('hex');
     this.connection = o.connection;
-    this.routingKey = `o2c.v1.ConnectorReply.${o.namespace}.${o.pipeline}.${instance}`;
+    this.routingKey = `${REPLY_TYPE}.${o.namespace}.${o.pipeline}.${instance}`;
     this.queue = queueName(o.namespace, o.pipeline, `replies.${instance}`);
+    this.deadLetterQueue = dlqName(queueName(o.namespace, o.pipeline, 'replies'));
     this.logger = o.logger;
   }
 
@@ -89,15 +97,16 @@ export class ReplyWaiter {
       w.reject(new Error('pipeline stopping'));
       this.waiters.delete(id);
     }
-    await this.channel?.close().catch(() => {});
+    await this.channel?.close();
     this.channel = undefined;
   }
 
   private async attach(model: ChannelModel): Promise<void> {
     if (this.stopping) return;
-    const ch = await model.createChannel();
-    ch.on('error', (err: Error) => this.logger.warn({ err }, 'reply channel error'));
-    ch.on('close', () => {
+    const raw = await model.createConfirmChannel();
+    const ch = new TrackedConfirmChannel(raw);
+    raw.on('error', (err: Error) => this.logger.warn({ err }, 'reply channel error'));
+    raw.on('close', () => {
       if (this.channel !== ch || this.stopping) return;
       this.channel = undefined;
       // The connection lives on (else its setup rerun re-attaches): re-open the channel.
@@ -107,27 +116,68 @@ export class ReplyWaiter {
       }, 1_000).unref();
     });
     this.channel = ch;
-    await ch.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
+    this.deadLetterDeclared = false;
+    await raw.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
     // Transient by nature (a reply is only useful to the process waiting for it), so not a quorum queue.
-    await ch.assertQueue(this.queue, { exclusive: true, autoDelete: true, durable: false });
-    await ch.bindQueue(this.queue, EVENTS_EXCHANGE, this.routingKey);
-    await ch.consume(
+    await raw.assertQueue(this.queue, { exclusive: true, autoDelete: true, durable: false });
+    await raw.bindQueue(this.queue, EVENTS_EXCHANGE, this.routingKey);
+    await raw.consume(
       this.queue,
       (msg) => {
         if (!msg) return;
-        try {
-          const envelope = fromBinary(EnvelopeSchema, msg.content);
-          if (envelope.payload.case !== 'connectorReply') return;
-          const w = this.waiters.get(envelope.causationId);
-          if (!w) return;
-          clearTimeout(w.timer);
-          this.waiters.delete(envelope.causationId);
-          w.resolve(envelope.payload.value);
-        } catch (err) {
-          this.logger.warn({ err }, 'undecodable connector reply dropped');
-        }
+        this.onReply(ch, msg).catch((err) =>
+          // Unacked: the channel's close returns it, and the next attach sees it again.
+          this.logger.warn({ err, messageId: msg.properties.messageId }, 'could not park a poison reply'),
+        );
       },
-      { noAck: true },
+      { noAck: false },
     );
+  }
+
+  private async onReply(ch: TrackedConfirmChannel, msg: ConsumeMessage): Promise<void> {
+    const decoded = decodeEnvelope(
+      { body: msg.content, messageId: msg.properties.messageId, type: msg.properties.type },
+      [REPLY_TYPE],
+    );
+    const poison =
+      'poison' in decoded
+        ? decoded.poison
+        : decoded.envelope.causationId
+          ? undefined
+          : new PoisonMessageError(
+              'InvalidPayload',
+              'o2c.v1.ConnectorReply names no causation_id (its command)',
+            );
+    if (poison) {
+      this.logger.warn(
+        { messageId: msg.properties.messageId, errorClass: poison.name, err: poison },
+        'poison reply; parking in the DLQ',
+      );
+      if (!this.deadLetterDeclared) {
+        await ch.channel.assertQueue(this.deadLetterQueue, {
+          durable: true,
+          arguments: { 'x-queue-type': 'quorum' },
+        });
+        this.deadLetterDeclared = true;
+      }
+      await parkInDlq(ch, msg, {
+        queue: this.queue,
+        dlq: this.deadLetterQueue,
+        reason: 'poison',
+        error: poison,
+        attempts: 1,
+        nowMs: Date.now(),
+      });
+      if (!ch.isClosed) ch.channel.ack(msg);
+      return;
+    }
+    if (!ch.isClosed) ch.channel.ack(msg);
+    if (!('envelope' in decoded)) return;
+    const { causationId, payload } = decoded.envelope;
+    const w = this.waiters.get(causationId);
+    if (!w || payload.case !== 'connectorReply') return;
+    clearTimeout(w.timer);
+    this.waiters.delete(causationId);
+    w.resolve(payload.value);
   }
 }

@@ -3,7 +3,9 @@
 // policy (delivery.maxAttempts / backoff), the DLQ (delivery.deadLetter) and, with an ordering key,
 // ordered partitions. Without ordering one queue does everything; with ordering an intake queue bound
 // on o2c.events evaluates the key and forwards each event to the consistent-hash partitions of the
-// delivery queue, because the broker can only hash on a header the publisher sets.
+// delivery queue, because the broker can only hash on a header the publisher sets. Every queue takes
+// only the source event types: anything else (undecodable, another or an unknown type, a payload that
+// is not its type) is poison and parked in the DLQ with the reason, whatever delivery.deadLetter says.
 import { toBinary, toJson } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
@@ -176,6 +178,7 @@ export class PipelineWorker {
     return new Consumer({
       connection: this.o.connection,
       spec,
+      accepts: [...this.pipeline.sources.keys()],
       prefetch,
       registry: this.o.registry,
       handler,

@@ -1,6 +1,7 @@
 // The workflow role: the order API, the store and the outbox relay (and, with the workflow engine,
 // the O2C state machine) in one process.
 import type { Registry } from 'prom-client';
+import type { ApiLimits } from '../api/limits.js';
 import { orderServiceRoutes } from '../api/order-service.js';
 import { type RunningServer, startApiServer, startHealthServer } from '../api/server.js';
 import { BusConnection } from '../bus/connection.js';
@@ -22,9 +23,14 @@ export interface WorkflowRoleOptions {
   storeUrl: string;
   /** amqp://...; without it the outbox keeps events until a broker is configured. */
   brokerUrl?: string;
+  /** Where the order API listens (default every interface: it authenticates its callers). */
   host?: string;
   apiPort: number;
   healthPort?: number;
+  /** Where health and metrics listen; default O2C_HEALTH_ADDRESS, else loopback. */
+  healthHost?: string;
+  /** Request size, header, stream, connection and time limits; default the O2C_API_* environment. */
+  apiLimits?: ApiLimits;
   tokensFile?: string;
   /** e.g. "o2c/default/workflow/distributor" */
   source: string;
@@ -98,12 +104,13 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
     logger: logger.child({ component: 'api' }),
     registry,
     tokensFile: options.tokensFile,
+    limits: options.apiLimits,
   });
 
   const health =
     options.healthPort !== undefined
       ? await startHealthServer({
-          host: options.host ?? '0.0.0.0',
+          host: options.healthHost,
           port: options.healthPort,
           registry,
           readiness: async () => {

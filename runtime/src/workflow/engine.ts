@@ -35,6 +35,7 @@ import {
   updateInstance,
 } from './instances.js';
 import { createWorkflowKpis, type WorkflowKpis } from './kpis.js';
+import { type WorkflowQueuePurpose, workflowPoison } from './poison.js';
 import { replyRoutingKey, workflowQueues } from './queues.js';
 import {
   awaitTimeoutMs,
@@ -131,18 +132,30 @@ export class WorkflowEngine {
       );
     });
     const [orders, replies, events] = this.queueSpecs() as [QueueSpec, QueueSpec, QueueSpec];
-    const make = (spec: QueueSpec, handler: (d: Delivery) => Promise<HandlerOutcome>) =>
+    // The event types each queue takes do not depend on its name: anything else there is poison.
+    const accepts = new Map(
+      workflowQueues(this.o.namespace, this.o.workflow).map((q) => [q.purpose, q.accepts]),
+    );
+    const make = (
+      spec: QueueSpec,
+      purpose: WorkflowQueuePurpose,
+      handler: (d: Delivery) => Promise<HandlerOutcome>,
+    ) =>
       new Consumer({
         connection: this.o.connection,
         spec,
-        handler,
+        accepts: accepts.get(purpose),
+        handler: (d) => {
+          const poison = workflowPoison(purpose, d.envelope);
+          return poison ? Promise.resolve({ fail: poison }) : handler(d);
+        },
         prefetch: this.o.prefetch ?? 64,
         registry: this.o.registry,
       });
     this.consumers.push(
-      make(orders, (d) => this.onOrderEvent(d)),
-      make(replies, (d) => this.onReply(d)),
-      make(events, (d) => this.onAwaitedEvent(d)),
+      make(orders, 'orders', (d) => this.onOrderEvent(d)),
+      make(replies, 'replies', (d) => this.onReply(d)),
+      make(events, 'events', (d) => this.onAwaitedEvent(d)),
     );
     for (const c of this.consumers) await c.start();
     this.scheduleTick();
@@ -174,7 +187,7 @@ export class WorkflowEngine {
   private async onReply(d: Delivery): Promise<HandlerOutcome> {
     const env = d.envelope;
     if (env.payload.case !== 'connectorReply')
-      return { fail: new Error(`expected a connector_reply, got ${env.payload.case}`) };
+      throw new EngineError('replies: workflowPoison lets only replies through');
     const reply = env.payload.value;
     if (reply.step.startsWith(NOTIFY_PREFIX)) return 'ack';
     const changes: OrderChange[] = [];
@@ -213,7 +226,7 @@ export class WorkflowEngine {
       const inst = await lockInstance(tx, orderId);
       if (!inst) return; // not an order of this workflow
       const step = this.stepOf(inst);
-      if (inst.status === 'waiting' && step.await?.event === env.type) {
+      if (inst.status === 'waiting' && step.await?.event === (d.eventType || env.type)) {
         const t = await this.transition(tx, inst);
         if (!t) return;
         await this.onStepOutcome(tx, t, step, applyAwaitedEvent(env, t.order, t.inst.context));

@@ -1,5 +1,7 @@
 // The workflow engine's queues, shared by the engine (which consumes them) and the operator (which
-// declares them before the pods start): purpose and the o2c.events routing keys bound to it.
+// declares them before the pods start): purpose, the o2c.events routing keys bound to it, and the
+// event types the engine takes from it (anything else is parked as poison).
+import { REPLY_TYPE } from '../connectors/commands.js';
 import { EventType } from '../orders/envelope.js';
 
 /** Milestone events an await step may name. */
@@ -10,16 +12,21 @@ export const AWAITABLE_EVENTS = [
 ];
 
 export function replyRoutingKey(namespace: string, workflow: string): string {
-  return `o2c.v1.ConnectorReply.${namespace}.${workflow}`;
+  return `${REPLY_TYPE}.${namespace}.${workflow}`;
 }
 
-export function workflowQueues(
-  namespace: string,
-  workflow: string,
-): { purpose: string; bindings: string[] }[] {
+/** A queue of the engine: purpose, routing keys bound, and the event types it takes (others are poison). */
+export interface WorkflowQueue {
+  purpose: 'orders' | 'replies' | 'events';
+  bindings: string[];
+  accepts: string[];
+}
+
+export function workflowQueues(namespace: string, workflow: string): WorkflowQueue[] {
+  const orders = [EventType.OrderSubmitted, EventType.OrderCancelled];
   return [
-    { purpose: 'orders', bindings: [EventType.OrderSubmitted, EventType.OrderCancelled] },
-    { purpose: 'replies', bindings: [replyRoutingKey(namespace, workflow)] },
-    { purpose: 'events', bindings: AWAITABLE_EVENTS },
+    { purpose: 'orders', bindings: orders, accepts: orders },
+    { purpose: 'replies', bindings: [replyRoutingKey(namespace, workflow)], accepts: [REPLY_TYPE] },
+    { purpose: 'events', bindings: AWAITABLE_EVENTS, accepts: AWAITABLE_EVENTS },
   ];
 }
