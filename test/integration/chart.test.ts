@@ -133,7 +133,7 @@ describe('helm lint and helm template', () => {
       serviceMonitor: true,
       chartSecrets: [],
       brokerSecret: 'o2c-broker',
-      storeSecret: 'o2c-store',
+      storeSecret: undefined,
     },
     {
       file: 'values-prod.yaml',
@@ -144,7 +144,7 @@ describe('helm lint and helm template', () => {
       serviceMonitor: true,
       chartSecrets: [],
       brokerSecret: 'o2c-broker',
-      storeSecret: 'o2c-store',
+      storeSecret: undefined,
     },
   ] as const)(
     '$file renders $replicas replica(s), PDB $pdb, NetworkPolicy $networkPolicy, ServiceMonitor $serviceMonitor',
@@ -166,6 +166,15 @@ describe('helm lint and helm template', () => {
       expect(amqp?.valueFrom).toEqual({ secretKeyRef: { name: c.brokerSecret, key: 'url' } });
     },
   );
+
+  it('a store Secret named in values is handed to the operator by name and key', () => {
+    const env = envOf(rendered('values-prod.yaml', ['--set', 'store.existingSecret=o2c-db-app']));
+    expect(env.O2C_STORE_SECRET).toBe('o2c-db-app');
+    expect(env.O2C_STORE_SECRET_KEY).toBe('uri');
+    const dev = rendered('values-dev.yaml', ['--set', 'store.url=postgres://o2c@postgres.o2c-dev:5432/o2c']);
+    expect(envOf(dev).O2C_STORE_SECRET).toBe('o2c-store');
+    expect(ofKind(dev, 'Secret').map((s) => s.metadata.name)).toEqual(['o2c-broker', 'o2c-store']);
+  });
 
   it.each(ENVIRONMENTS)(
     'the operator pod rendered with %s has the restricted security settings and a writable /tmp',
