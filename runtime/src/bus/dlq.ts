@@ -146,7 +146,12 @@ export interface DlqMessage {
   /** The decoded Envelope as protobuf JSON; undefined when the body does not decode. */
   envelope?: JsonValue;
   decodeError?: string;
+  /** The first bytes of a body that does not decode, in hex, to see what arrived. */
+  bodyPreview?: string;
 }
+
+/** How many bytes of an undecodable body `showDlq` quotes. */
+const BODY_PREVIEW_BYTES = 64;
 
 type Target = BusConnection | ChannelModel;
 
@@ -186,7 +191,15 @@ export async function showDlq(
     try {
       found = { entry, envelope: toJson(EnvelopeSchema, fromBinary(EnvelopeSchema, msg.content)) };
     } catch (err) {
-      found = { entry, decodeError: (err as Error).message };
+      const preview = msg.content
+        .subarray(0, BODY_PREVIEW_BYTES)
+        .toString('hex')
+        .replace(/(..)(?!$)/g, '$1 ');
+      found = {
+        entry,
+        decodeError: (err as Error).message,
+        bodyPreview: msg.content.length > BODY_PREVIEW_BYTES ? `${preview} …` : preview,
+      };
     }
     return 'stop';
   });

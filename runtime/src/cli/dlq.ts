@@ -3,12 +3,20 @@
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { BusConnection } from '../bus/connection.js';
-import { type DlqEntry, listDlq, purgeDlq, replayDlq, showDlq, toDlqName } from '../bus/dlq.js';
+import {
+  type DlqEntry,
+  type DlqMessage,
+  listDlq,
+  purgeDlq,
+  replayDlq,
+  showDlq,
+  toDlqName,
+} from '../bus/dlq.js';
 import { isNotFound } from '../bus/errors.js';
 
 const USAGE = `usage:
   o2c dlq list   <queue> [--limit N] [--type T] [--key K] [--json]
-  o2c dlq show   <queue> <message-id>
+  o2c dlq show   <queue> <message-id> [--json]
   o2c dlq replay <queue> [--type T] [--key K] [--id ID] [--limit N]
   o2c dlq purge  <queue> [--type T] [--key K] [--id ID] --yes
 options: --url amqp://... (default $O2C_AMQP_URL or amqp://guest:guest@127.0.0.1:5672)`;
@@ -76,7 +84,7 @@ export async function runDlq(argv: string[]): Promise<number> {
           console.error(`no message ${id} in ${queue}`);
           return 1;
         }
-        console.log(JSON.stringify(found, null, 2));
+        console.log(values.json ? JSON.stringify(found, null, 2) : formatDlqMessage(found));
         return 0;
       }
       case 'replay': {
@@ -106,6 +114,32 @@ export async function runDlq(argv: string[]): Promise<number> {
   } finally {
     await connection.close();
   }
+}
+
+/** `o2c dlq show`: why the message is parked first, then what it carries. */
+export function formatDlqMessage(found: DlqMessage): string {
+  const e = found.entry;
+  const rows: [string, string][] = [
+    ['message id', e.messageId],
+    ['type', e.type || '(none)'],
+    ['queue', e.originalQueue],
+    ['reason', e.errorClass ? `${e.reason || '(none)'} (${e.errorClass})` : e.reason || '(none)'],
+    ['error', e.error || '(none)'],
+    ['attempts', String(e.attempts)],
+    ['first failure', e.firstFailure || '(unknown)'],
+    ['last failure', e.lastFailure || '(unknown)'],
+    ['size', `${e.sizeBytes} bytes`],
+  ];
+  if (e.correlationId) rows.splice(2, 0, ['correlation id', e.correlationId]);
+  if (e.orderingKey) rows.splice(2, 0, ['ordering key', e.orderingKey]);
+  if (found.decodeError) {
+    rows.push(['body', `not an o2c.v1.Envelope: ${found.decodeError}`]);
+    if (found.bodyPreview) rows.push(['body bytes', found.bodyPreview]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  if (found.envelope !== undefined) lines.push('envelope', JSON.stringify(found.envelope, null, 2));
+  return lines.join('\n');
 }
 
 function printTable(entries: DlqEntry[]): void {
