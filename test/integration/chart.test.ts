@@ -357,6 +357,42 @@ describe('against a real kube-apiserver', () => {
     },
   );
 
+  it.each([
+    [
+      'values-prod.yaml with the NetworkPolicy narrowed as docs/operations.md shows',
+      [
+        '--set',
+        'networkPolicy.apiServer.cidrs={10.0.0.10/32}',
+        '--set',
+        'networkPolicy.broker.to[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=rabbitmq-system',
+        '--set',
+        'networkPolicy.metrics.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring',
+      ],
+    ],
+    [
+      'values-prod.yaml with the ServiceMonitor in the monitoring namespace',
+      [
+        '--set',
+        'metrics.serviceMonitor.namespace=chart-prod-monitoring',
+        '--set',
+        'metrics.serviceMonitor.labels.release=prometheus',
+      ],
+    ],
+    [
+      'values-prod.yaml with a pinned digest and a pull Secret',
+      [
+        '--set',
+        `image.digest=sha256:${'b'.repeat(64)}`,
+        '--set',
+        'imagePullSecrets[0].name=registry-credentials',
+      ],
+    ],
+  ])('every object rendered with %s passes the server-side dry-run', async (_sentence, args) => {
+    await namespace('chart-prod-monitoring');
+    const objects = rendered('values-prod.yaml', args);
+    expect(await dryRunFailures(objects, releaseNamespace('values-prod.yaml'))).toEqual([]);
+  });
+
   it('the dry-run refuses what the API server would refuse, so a broken template cannot pass', async () => {
     const deployment = operatorDeployment(rendered('values-prod.yaml'));
     const misspelt = { ...deployment, spec: { ...deployment.spec, replica: 2 } };
@@ -446,6 +482,22 @@ describe('helm install, upgrade and uninstall on a fresh API server', () => {
   afterAll(async () => {
     client?.close();
     await plane?.stop();
+  });
+
+  it('helm install with values-prod.yaml where the Prometheus Operator is missing fails naming the ServiceMonitor kind', () => {
+    const r = helm([
+      'install',
+      'o2c-prod',
+      CHART_DIR,
+      '--kubeconfig',
+      plane.kubeconfigPath,
+      '--namespace',
+      'o2c-prod',
+      '--create-namespace',
+      ...valuesArgs('values-prod.yaml'),
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('no matches for kind "ServiceMonitor" in version "monitoring.coreos.com/v1"');
   });
 
   it('helm install creates the CRDs and the operator with the values of the environment', async () => {
