@@ -1,11 +1,14 @@
 // Enforces the protovalidate rules declared in proto/ and turns violations into InvalidArgument with
 // every violated field path in the message and as buf.validate.Violations details.
-import type { DescMessage, MessageShape } from '@bufbuild/protobuf';
+import { createRegistry, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { pathToString } from '@bufbuild/protobuf/reflect';
 import { createValidator, type Violation, violationsToProto } from '@bufbuild/protovalidate';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { file_o2c_v1_rules } from '../gen/o2c/v1/rules_pb.js';
 
-const validator = createValidator();
+// The predefined rules of proto/o2c/v1/rules.proto (identifier, text) are extensions: the validator
+// applies them only when it knows them.
+const validator = createValidator({ registry: createRegistry(file_o2c_v1_rules) });
 
 export function violationPath(v: Violation): string {
   return pathToString(v.field);
