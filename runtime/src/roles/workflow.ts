@@ -2,7 +2,6 @@
 // the O2C state machine) in one process.
 import type { Registry } from 'prom-client';
 import type { ApiLimits } from '../api/limits.js';
-import type { ApiLimits } from '../api/limits.js';
 import { orderServiceRoutes } from '../api/order-service.js';
 import { type RunningServer, startApiServer, startHealthServer } from '../api/server.js';
 import { BusConnection } from '../bus/connection.js';
@@ -25,14 +24,9 @@ export interface WorkflowRoleOptions {
   /** amqp://...; without it the outbox keeps events until a broker is configured. */
   brokerUrl?: string;
   /** Where the order API listens (default every interface: it authenticates its callers). */
-  /** Where the order API listens (default every interface: it authenticates its callers). */
   host?: string;
   apiPort: number;
   healthPort?: number;
-  /** Where health and metrics listen; default O2C_HEALTH_ADDRESS, else loopback. */
-  healthHost?: string;
-  /** Request size, header, stream, connection and time limits; default the O2C_API_* environment. */
-  apiLimits?: ApiLimits;
   /** Where health and metrics listen; default O2C_HEALTH_ADDRESS, else loopback. */
   healthHost?: string;
   /** Request size, header, stream, connection and time limits; default the O2C_API_* environment. */
