@@ -511,6 +511,9 @@ describe('helm install, upgrade and uninstall on a fresh API server', () => {
     ]);
     expect(install.stderr).toBe('');
     expect(install.code).toBe(0);
+    // The NOTES a person reads after the install name the real Deployment and the CRD upgrade step.
+    expect(install.stdout).toContain('kubectl -n o2c-system rollout status deployment/o2c-operator');
+    expect(install.stdout).toContain('kubectl apply --server-side --force-conflicts -f charts/o2c/crds/');
     for (const crd of CRDS) expect(await client.get('CustomResourceDefinition', '', crd)).toBeDefined();
     expect(await operatorReplicas()).toBe(1);
     expect(await client.get('Secret', ns, 'o2c-broker')).toBeDefined();
