@@ -80,7 +80,13 @@ bench-connectors: deps services tryton ## connector driver figures -> bench/resu
 bench-workflow: deps services ## completed O2C orders/s -> bench/results/workflow.json
 	tsx bench/workflow.ts
 
+argocd-cm: deps ## regenerate examples/argocd/argocd-cm.yaml from examples/argocd/health.lua
+	tsx test/argocd/argocd-cm.ts
+
+argocd-fixtures: deps services envtest ## capture the Argo CD health fixtures (test/argocd/fixtures) from a real API server
+	tsx test/argocd/capture.ts
+
 e2e: ## kind + Helm install (skips where no Docker engine runs)
 	bash test/e2e/run.sh
 
-.PHONY: help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e
+.PHONY: help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
