@@ -222,6 +222,13 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
     res.setHeader('x-request-id', record.requestId);
     const isHttp2 = 'stream' in req;
     if (isHttp2) guardHttp2Request(req as Http2ServerRequest, anyRes as Http2ServerResponse, limits);
+    if (isHttp2 && headerListSize(req.rawHeaders) > limits.maxHeaderBytes) {
+      // Node advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not refuse a larger list.
+      call.method = 'unmatched';
+      settle({ code: 'http_431', level: 'warn', reason: 'request headers too large' });
+      res.writeHead(431).end();
+      return;
+    }
     const uHandler = paths.get(req.url?.split('?', 2)[0] ?? '');
     if (!uHandler) {
       call.method = 'unmatched';
@@ -283,6 +290,13 @@ function guardHttp2Request(req: Http2ServerRequest, res: Http2ServerResponse, li
   const clear = () => clearTimeout(timer);
   req.once('end', clear);
   res.once('close', clear);
+}
+
+/** A header list's size as HTTP/2 counts it (RFC 9113 6.5.2): name + value + 32 per field. */
+function headerListSize(raw: string[]): number {
+  let size = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) size += (raw[i]?.length ?? 0) + (raw[i + 1]?.length ?? 0) + 32;
+  return size;
 }
 
 function truncate(text: string | undefined): string {

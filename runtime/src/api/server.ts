@@ -30,16 +30,22 @@ export interface ApiServerOptions {
 }
 
 export interface RunningServer {
+  /** The address it listens on, e.g. 127.0.0.1. */
+  address: string;
   port: number;
   close(): Promise<void>;
 }
 
-function listen(server: HttpServer | Http2Server | NetServer, host: string, port: number): Promise<number> {
+function listen(
+  server: HttpServer | Http2Server | NetServer,
+  host: string,
+  port: number,
+): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
       server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
+      resolve(server.address() as AddressInfo);
     });
   });
 }
@@ -134,8 +140,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
     });
   });
   front.maxConnections = limits.maxConnections;
-  const port = await listen(front, options.host, options.port);
+  const { address, port } = await listen(front, options.host, options.port);
   return {
+    address,
     port,
     close: () =>
       new Promise<void>((resolve) => {
@@ -182,8 +189,13 @@ export async function startHealthServer(options: HealthServerOptions): Promise<R
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 10_000;
-  const port = await listen(server, options.host ?? healthAddressFromEnv(process.env), options.port);
+  const { address, port } = await listen(
+    server,
+    options.host ?? healthAddressFromEnv(process.env),
+    options.port,
+  );
   return {
+    address,
     port,
     close: () =>
       new Promise<void>((resolve) => {
