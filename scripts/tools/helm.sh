@@ -38,5 +38,7 @@ echo "building helm ${HELM_VERSION} (default Kubernetes v${k8s_major}.${k8s_mino
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" >&2
+built="$("$tmp/helm" version --template '{{.Version}}')"
+[[ "$built" == "$HELM_VERSION" ]] || { echo "built helm reports $built, expected $HELM_VERSION" >&2; exit 1; }
 mv "$tmp/helm" "$OUT/helm"
 echo "$OUT/helm"
