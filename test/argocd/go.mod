@@ -4,4 +4,4 @@ module o2c.dev/test/argocd
 
 go 1.24
 
-require github.com/yuin/gopher-lua v1.1.1
+require github.com/yuin/gopher-lua v1.1.2

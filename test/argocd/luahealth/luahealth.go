@@ -1,7 +1,7 @@
-// Package luahealth evaluates an Argo CD resource health check written in Lua the way Argo CD does
-// for a custom check from argocd-cm: gopher-lua with the standard libraries skipped except package,
-// base and table, a one-second deadline, the live object in the global `obj`, and the returned
-// table read as {status, message}.
+// Package luahealth evaluates an Argo CD resource health check written in Lua the way Argo CD (3.5,
+// util/lua) does for a custom check from argocd-cm: gopher-lua with the standard libraries skipped
+// except package, base and table, a one-second deadline, the live object in the global `obj`, and
+// the returned table read as {status, message}.
 package luahealth
 
 import (
@@ -88,6 +88,8 @@ func Evaluate(script string, obj map[string]any) (Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	l.SetContext(ctx)
+	// Argo CD sets the parameters of a resource action for every script; a health check gets none.
+	l.SetGlobal("actionParams", l.CreateTable(0, 0))
 	l.SetGlobal("obj", toLua(l, obj))
 	if err := l.DoString(script); err != nil {
 		return Status{}, err
