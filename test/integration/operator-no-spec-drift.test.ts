@@ -51,7 +51,7 @@ const getLive = (o: KubeObject) => client.get<Live>(o.kind!, ns, o.metadata.name
 /** Server-side apply as Argo CD's controller does it, remembering the spec the server answered with. */
 async function applyAsArgoCd(o: KubeObject): Promise<void> {
   const obj = { ...o, metadata: { ...o.metadata, namespace: ns } };
-  const result = await client.apply(obj, ARGOCD_MANAGER);
+  const result = await client.apply<KubeObject>(obj, ARGOCD_MANAGER);
   desired.set(key(o), o);
   if (isKind(o.kind)) appliedSpec.set(key(o), JSON.stringify(result.spec));
   applies++;
