@@ -2,15 +2,20 @@
 // kube-apiserver returns them after the operator reconciled them, into test/argocd/fixtures/. The
 // health checks in examples/argocd are tested against these files (test/integration/argocd-health).
 //
-//   tsx test/argocd/capture.ts [output directory]
+//   tsx test/argocd/capture.ts [--out DIR]
+//     runs envtest and the operator and writes envtest-<kind>-<state>.json
+//   tsx test/argocd/capture.ts --from-cluster --prefix e2e --namespace NS Kind/name=state...
+//     copies resources as they are from the cluster KUBECONFIG names into <prefix>-<kind>-<state>.json
 //
-// Files are named envtest-<kind>-<state>.json; captures from a cluster with real pods use another
-// prefix (e.g. e2e-) so both sets live side by side.
+// Each new fixture needs its expected health in test/integration/argocd-health.test.ts, which fails
+// on a fixture it has no row for.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
-import type { KubeClient, KubeObject } from '../../operator/src/kube.js';
+import { KubeClient, type KubeObject } from '../../operator/src/kube.js';
 import { Operator } from '../../operator/src/operator.js';
 import type { AnyResource } from '../../operator/src/resources.js';
 import { startControlPlane } from '../envtest/controlplane.js';
@@ -24,7 +29,16 @@ import {
 } from '../integration/operator-harness.js';
 
 const REPO = join(import.meta.dirname, '../..');
-const OUT = process.argv[2] ?? join(import.meta.dirname, 'fixtures');
+const { values: args, positionals } = parseArgs({
+  options: {
+    out: { type: 'string', default: join(import.meta.dirname, 'fixtures') },
+    'from-cluster': { type: 'boolean', default: false },
+    prefix: { type: 'string', default: 'e2e' },
+    namespace: { type: 'string' },
+  },
+  allowPositionals: true,
+});
+const OUT = args.out;
 /** Fixed, so the messages in the fixtures (which name the namespace) are the same on every run. */
 const NS = 'argocd-capture';
 /** Nothing listens on port 1: the operator sees the broker down, as in an outage. */
@@ -65,14 +79,20 @@ const secret = (name: string, stringData: Record<string, string>): KubeObject =>
 
 const written: string[] = [];
 
-async function capture(client: KubeClient, kind: string, name: string, file: string): Promise<void> {
-  const live = await client.get<AnyResource>(kind, NS, name);
-  if (!live) throw new Error(`${kind} ${NS}/${name} not found`);
+async function capture(
+  client: KubeClient,
+  kind: string,
+  name: string,
+  file: string,
+  where: { namespace: string; prefix: string } = { namespace: NS, prefix: 'envtest' },
+): Promise<void> {
+  const live = await client.get<AnyResource>(kind, where.namespace, name);
+  if (!live) throw new Error(`${kind} ${where.namespace}/${name} not found`);
   // managedFields are bookkeeping of the API server, not part of what a health check reads.
   const { managedFields: _, ...metadata } = live.metadata as AnyResource['metadata'] & {
     managedFields?: unknown;
   };
-  const path = join(OUT, `envtest-${file}.json`);
+  const path = join(OUT, `${where.prefix}-${file}.json`);
   writeFileSync(path, `${JSON.stringify({ ...live, metadata }, null, 2)}\n`);
   written.push(path);
   console.log(`captured ${kind} ${name} -> ${path}`);
@@ -106,8 +126,29 @@ async function startLeading(op: Operator): Promise<Operator> {
   return op;
 }
 
-async function main(): Promise<void> {
-  mkdirSync(OUT, { recursive: true });
+/** Copies the named resources, in whatever state they are, from the cluster KUBECONFIG points at. */
+async function fromCluster(): Promise<void> {
+  if (!args.namespace || positionals.length === 0)
+    throw new Error('usage: --from-cluster --prefix P --namespace NS Kind/name=state...');
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const client = new KubeClient(kc);
+  try {
+    for (const spec of positionals) {
+      const m = /^(Connector|Pipeline|Workflow)\/([a-z0-9-]+)=([a-z0-9-]+)$/.exec(spec);
+      if (!m) throw new Error(`${spec}: expected Kind/name=state, e.g. Connector/erp=ready`);
+      const [, kind, name, state] = m as unknown as [string, string, string, string];
+      await capture(client, kind, name, `${kind.toLowerCase()}-${state}`, {
+        namespace: args.namespace,
+        prefix: args.prefix!,
+      });
+    }
+  } finally {
+    client.close();
+  }
+}
+
+async function fromEnvtest(): Promise<void> {
   const plane = await startControlPlane();
   let op: Operator | undefined;
   try {
@@ -250,6 +291,11 @@ async function main(): Promise<void> {
     await op?.stop();
     await plane.stop();
   }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(OUT, { recursive: true });
+  await (args['from-cluster'] ? fromCluster() : fromEnvtest());
   // The repository's formatter owns the layout of committed JSON; it runs in the tree the files are in.
   const root = execFileSync('git', ['-C', OUT, 'rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
   execFileSync(join(REPO, 'node_modules/.bin/biome'), ['format', '--write', ...written], {
