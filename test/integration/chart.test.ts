@@ -111,7 +111,6 @@ describe('helm lint and helm template', () => {
       serviceMonitor: false,
       chartSecrets: [],
       brokerSecret: 'o2c-broker',
-      storeSecret: undefined,
     },
     {
       file: 'values-dev.yaml',
@@ -122,7 +121,6 @@ describe('helm lint and helm template', () => {
       serviceMonitor: false,
       chartSecrets: ['o2c-broker'],
       brokerSecret: 'o2c-broker',
-      storeSecret: undefined,
     },
     {
       file: 'values-staging.yaml',
@@ -133,7 +131,6 @@ describe('helm lint and helm template', () => {
       serviceMonitor: true,
       chartSecrets: [],
       brokerSecret: 'o2c-broker',
-      storeSecret: undefined,
     },
     {
       file: 'values-prod.yaml',
@@ -144,7 +141,6 @@ describe('helm lint and helm template', () => {
       serviceMonitor: true,
       chartSecrets: [],
       brokerSecret: 'o2c-broker',
-      storeSecret: undefined,
     },
   ] as const)(
     '$file renders $replicas replica(s), PDB $pdb, NetworkPolicy $networkPolicy, ServiceMonitor $serviceMonitor',
@@ -159,22 +155,13 @@ describe('helm lint and helm template', () => {
       expect(env.LOG_LEVEL).toBe(c.logLevel);
       expect(env.O2C_BROKER_SECRET).toBe(c.brokerSecret);
       expect(env.O2C_BROKER_SECRET_KEY).toBe('url');
-      expect(env.O2C_STORE_SECRET).toBe(c.storeSecret);
+      expect(env.O2C_STORE_SECRET).toBeUndefined();
       const amqp = operatorDeployment(objects).spec.template.spec.containers[0]?.env?.find(
         (e) => e.name === 'O2C_AMQP_URL',
       );
       expect(amqp?.valueFrom).toEqual({ secretKeyRef: { name: c.brokerSecret, key: 'url' } });
     },
   );
-
-  it('a store Secret named in values is handed to the operator by name and key', () => {
-    const env = envOf(rendered('values-prod.yaml', ['--set', 'store.existingSecret=o2c-db-app']));
-    expect(env.O2C_STORE_SECRET).toBe('o2c-db-app');
-    expect(env.O2C_STORE_SECRET_KEY).toBe('uri');
-    const dev = rendered('values-dev.yaml', ['--set', 'store.url=postgres://o2c@postgres.o2c-dev:5432/o2c']);
-    expect(envOf(dev).O2C_STORE_SECRET).toBe('o2c-store');
-    expect(ofKind(dev, 'Secret').map((s) => s.metadata.name)).toEqual(['o2c-broker', 'o2c-store']);
-  });
 
   it.each(ENVIRONMENTS)(
     'the operator pod rendered with %s has the restricted security settings and a writable /tmp',
@@ -237,7 +224,11 @@ describe('values.schema.json and the chart refuse wrong values by name', () => {
       ['--set', 'broker.existingSecret=', '--set', 'broker.url=http://rabbitmq:15672'],
       "at '/broker/url'",
     ],
-    ['a store URL that is not postgres://', ['--set', 'store.url=mysql://db/o2c'], "at '/store/url'"],
+    [
+      'a default store the chart does not offer',
+      ['--set', 'store.url=postgres://o2c@db/o2c'],
+      'additional properties',
+    ],
     [
       'a scrape interval that is no duration',
       ['--set', 'metrics.serviceMonitor.interval=30 seconds'],
@@ -257,11 +248,6 @@ describe('values.schema.json and the chart refuse wrong values by name', () => {
       'neither a broker Secret nor a broker URL',
       ['--set', 'broker.existingSecret='],
       'broker: set broker.existingSecret (a Secret with the AMQP URL under broker.secretKey) or, for development, broker.url',
-    ],
-    [
-      'both a store Secret and a store URL',
-      ['--set', 'store.existingSecret=o2c-store', '--set', 'store.url=postgres://o2c@db/o2c'],
-      'store: set either store.existingSecret or store.url, not both',
     ],
     [
       'a ServiceMonitor without the metrics Service it selects',

@@ -52,13 +52,3 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
-{{/* The default store Secret, or nothing when neither store.existingSecret nor store.url is set. */}}
-{{- define "o2c.storeSecretName" -}}
-{{- if and .Values.store.existingSecret .Values.store.url -}}
-{{- fail "store: set either store.existingSecret or store.url, not both" -}}
-{{- else if .Values.store.existingSecret -}}
-{{- .Values.store.existingSecret -}}
-{{- else if .Values.store.url -}}
-{{- printf "%s-store" (include "o2c.fullname" .) -}}
-{{- end -}}
-{{- end -}}
