@@ -160,7 +160,7 @@ describe('the operator never writes spec', () => {
   });
 
   it('leaves every spec byte for byte as it was applied, so its generation moved only with Git', async () => {
-    expect(resources().length).toBe(9);
+    expect(new Set(resources().map((o) => o.kind))).toEqual(new Set(['Connector', 'Pipeline', 'Workflow']));
     for (const o of resources()) {
       const r = await getLive(o);
       expect(JSON.stringify(r?.spec), key(o)).toBe(appliedSpec.get(key(o)));
