@@ -7,6 +7,7 @@ import {
   duration,
   int,
   type KindDefinition,
+  messageColumn,
   obj,
   readyColumns,
   replicas,
@@ -115,5 +116,6 @@ export const connectorDefinition: KindDefinition = {
     { name: 'Driver', type: 'string', jsonPath: '.spec.driver' },
     ...readyColumns,
     ageColumn,
+    messageColumn,
   ],
 };

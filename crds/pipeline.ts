@@ -8,6 +8,7 @@ import {
   duration,
   int,
   type KindDefinition,
+  messageColumn,
   obj,
   objectName,
   readyColumns,
@@ -120,5 +121,6 @@ export const pipelineDefinition: KindDefinition = {
     { name: 'Sink', type: 'string', jsonPath: '.spec.sink.connector' },
     ...readyColumns,
     ageColumn,
+    messageColumn,
   ],
 };

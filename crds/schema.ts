@@ -171,11 +171,24 @@ export interface PrinterColumn {
 export const readyColumns: PrinterColumn[] = [
   { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
   { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+  {
+    name: 'Available',
+    type: 'integer',
+    description: 'Runtime pods available.',
+    jsonPath: '.status.replicas',
+  },
 ];
 export const ageColumn: PrinterColumn = {
   name: 'Age',
   type: 'date',
   jsonPath: '.metadata.creationTimestamp',
+};
+/** Last, so a long message does not push the other columns away: what to do about a failure. */
+export const messageColumn: PrinterColumn = {
+  name: 'Message',
+  type: 'string',
+  description: 'What the Ready condition says; names the field, Secret or Connector to fix.',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].message',
 };
 
 export const GROUP = 'o2c.dev';

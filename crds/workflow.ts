@@ -7,6 +7,7 @@ import {
   duration,
   int,
   type KindDefinition,
+  messageColumn,
   obj,
   objectName,
   readyColumns,
@@ -33,7 +34,10 @@ export interface WorkflowStep {
 }
 export interface WorkflowSpec {
   api?: { port?: number; authSecretRef?: { name: string; key?: string } };
-  store: { postgres?: { urlSecretRef: { name: string; key?: string } }; embedded?: Record<string, never> };
+  store: {
+    postgres?: { urlSecretRef: { name: string; key?: string } };
+    embedded?: { size?: string; storageClassName?: string };
+  };
   steps: WorkflowStep[];
   notify?: ConnectorCall[];
   replicas?: number;
@@ -137,9 +141,20 @@ export const workflowDefinition: KindDefinition = {
             { urlSecretRef: secretKeyRef('Secret key holding the postgres:// URL.', 'url') },
             ['urlSecretRef'],
           ),
-          embedded: obj('Embedded SQLite inside the pod; for development, one replica only.', {}, [], {
-            maxProperties: 0,
-          }),
+          embedded: obj(
+            'Embedded SQLite on a PersistentVolumeClaim the operator creates (owned by the Workflow, deleted with it). One replica only; the pod is replaced with the Recreate strategy.',
+            {
+              size: str('Requested size of the volume.', {
+                pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$',
+                maxLength: 32,
+                default: '1Gi',
+              }),
+              storageClassName: str(
+                "StorageClass of the volume; the cluster's default class when unset. Immutable once the claim exists.",
+                { maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' },
+              ),
+            },
+          ),
         },
         [],
         {
@@ -187,5 +202,6 @@ export const workflowDefinition: KindDefinition = {
     { name: 'Orders', type: 'integer', jsonPath: '.status.orders' },
     ...readyColumns,
     ageColumn,
+    messageColumn,
   ],
 };

@@ -6,8 +6,10 @@ import {
   COMMANDS_EXCHANGE,
   dlqName as deadLetterQueueName,
   declareTopology,
+  deleteQueueTopology,
   EVENTS_EXCHANGE,
   planQueueTopology,
+  type QueueSpec,
   queueName,
 } from '../../runtime/src/bus/topology.js';
 
@@ -23,6 +25,14 @@ export interface TopologyPurpose {
   /** Short name of what the queue is for, e.g. commands, sync, events. */
   purpose: string;
   bindings: TopologyBinding[];
+  /** Ordered: consistent-hash partitions `<queue>.p0..` behind the exchange `<queue>.ordering`. */
+  partitions?: number;
+}
+
+/** A purpose to delete; `partitions` covers the ordered layout the queue may have had. */
+export interface DeletablePurpose {
+  purpose: string;
+  partitions?: number;
 }
 
 export interface ResourceBroker {
@@ -33,16 +43,20 @@ export interface ResourceBroker {
     name: string,
     purposes: TopologyPurpose[],
   ): Promise<string[]>;
-  /** Deletes the queues (and dead-letter queues); queues already gone count as deleted. */
-  deleteResourceTopology(namespace: string, kind: string, name: string, purposes: string[]): Promise<void>;
+  /**
+   * Deletes the queues, their dead-letter queues and, for ordered purposes, the partition queues and
+   * the ordering exchange; what is already gone counts as deleted.
+   */
+  deleteResourceTopology(
+    namespace: string,
+    kind: string,
+    name: string,
+    purposes: readonly DeletablePurpose[],
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
 const NO_RETRY = { maxAttempts: 1, backoff: { initialMs: 0, maxMs: 0, multiplier: 1 } };
-
-interface AmqpError extends Error {
-  code?: number;
-}
 
 /** A broker that accepts TCP but never finishes the handshake (app stopped) must not hang a reconcile. */
 export const BROKER_TIMEOUT_MS = 10_000;
@@ -120,7 +134,12 @@ export class AmqpResourceBroker implements ResourceBroker {
     return this.bounded('declare queues', () => this.declare(namespace, kind, name, purposes));
   }
 
-  deleteResourceTopology(namespace: string, kind: string, name: string, purposes: string[]): Promise<void> {
+  deleteResourceTopology(
+    namespace: string,
+    kind: string,
+    name: string,
+    purposes: readonly DeletablePurpose[],
+  ): Promise<void> {
     return this.bounded('delete queues', () => this.delete(namespace, kind, name, purposes));
   }
 
@@ -132,29 +151,39 @@ export class AmqpResourceBroker implements ResourceBroker {
   ): Promise<string[]> {
     const ch = await this.openChannel();
     const queues: string[] = [];
-    for (const { purpose, bindings } of purposes) {
+    for (const { purpose, bindings, partitions } of purposes) {
       const queue = queueName(namespace, name, purpose);
       // Exactly the arguments the runtime's bus declares (quorum, delivery limit, at-least-once
       // dead-lettering to the DLQ): a queue declared twice with different arguments is refused.
       // Delay tiers are shared and declared by the consumers that use them.
-      await declareTopology(ch, planQueueTopology({ name: queue, bindings, retry: NO_RETRY }));
+      await declareTopology(
+        ch,
+        planQueueTopology({
+          name: queue,
+          bindings,
+          retry: NO_RETRY,
+          ...(partitions ? { ordering: { partitions } } : {}),
+        }),
+      );
       queues.push(queue);
     }
     return queues;
   }
 
-  private async delete(namespace: string, _kind: string, name: string, purposes: string[]): Promise<void> {
-    for (const purpose of purposes) {
-      const queue = queueName(namespace, name, purpose);
-      for (const q of [queue, deadLetterQueueName(queue)]) {
-        const ch = await this.openChannel();
-        try {
-          await ch.deleteQueue(q);
-        } catch (err) {
-          // 404 NOT_FOUND: already gone, which is what we want. The broker closed the channel.
-          if ((err as AmqpError).code !== 404) throw err;
-        }
-      }
+  private async delete(
+    namespace: string,
+    _kind: string,
+    name: string,
+    purposes: readonly DeletablePurpose[],
+  ): Promise<void> {
+    await this.openChannel();
+    const conn = await this.connection!;
+    for (const { purpose, partitions } of purposes) {
+      const base: QueueSpec = { name: queueName(namespace, name, purpose), bindings: [], retry: NO_RETRY };
+      // The plain layout, and the ordered one it may have had (partitions and the ordering exchange):
+      // the runtime's bus removes each entity on its own channel, a 404 counting as gone.
+      await deleteQueueTopology(conn, base);
+      if (partitions) await deleteQueueTopology(conn, { ...base, ordering: { partitions } });
     }
   }
 

@@ -3,18 +3,23 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 
-export const OPERATOR_VERSION = '0.1.0';
-
 export interface OperatorSettings {
   image: string;
-  amqpUrl: string;
-  brokerSecretName?: string;
+  /** The operator's own connection; unset with a broker Secret: read from that Secret at start. */
+  amqpUrl?: string;
+  /** Secret with the broker URL the runtime pods get (copied into each resource's connection Secret). */
+  brokerSecret?: { namespace: string; name: string; key: string };
   leaseNamespace: string;
   leaseName: string;
   identity: string;
   healthPort: number;
   workers: number;
+  resyncMs: number;
   logLevel: string;
+}
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
 }
 
 function inClusterNamespace(): string | undefined {
@@ -25,16 +30,45 @@ function inClusterNamespace(): string | undefined {
   }
 }
 
-export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): OperatorSettings {
+const positive = (env: NodeJS.ProcessEnv, name: string, fallback: number): number => {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new SettingsError(`${name}=${raw}: expected a positive number`);
+  return n;
+};
+
+export function settingsFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  ownNamespace: () => string | undefined = inClusterNamespace,
+): OperatorSettings {
+  const leaseNamespace = env.POD_NAMESPACE || ownNamespace() || 'default';
+  const secretName = env.O2C_BROKER_SECRET || undefined;
+  const amqpUrl = env.O2C_AMQP_URL || undefined;
+  if (!secretName && !amqpUrl) {
+    throw new SettingsError(
+      'no broker configured: set O2C_BROKER_SECRET (a Secret holding the RabbitMQ URL; key O2C_BROKER_SECRET_KEY, default url; namespace O2C_BROKER_SECRET_NAMESPACE, default the operator namespace) or O2C_AMQP_URL',
+    );
+  }
+  if (!env.O2C_RUNTIME_IMAGE) {
+    throw new SettingsError('O2C_RUNTIME_IMAGE is not set: the image runtime pods run (e.g. o2c:0.1.0)');
+  }
   return {
-    image: env.O2C_RUNTIME_IMAGE ?? `ghcr.io/o2c-dev/o2c-runtime:${OPERATOR_VERSION}`,
-    amqpUrl: env.O2C_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
-    brokerSecretName: env.O2C_BROKER_SECRET || undefined,
-    leaseNamespace: env.POD_NAMESPACE ?? inClusterNamespace() ?? 'default',
+    image: env.O2C_RUNTIME_IMAGE,
+    amqpUrl,
+    brokerSecret: secretName
+      ? {
+          namespace: env.O2C_BROKER_SECRET_NAMESPACE || leaseNamespace,
+          name: secretName,
+          key: env.O2C_BROKER_SECRET_KEY || 'url',
+        }
+      : undefined,
+    leaseNamespace,
     leaseName: env.O2C_LEASE_NAME ?? 'o2c-operator',
     identity: env.POD_NAME ?? `${hostname()}-${process.pid}`,
     healthPort: Number(env.O2C_HEALTH_PORT ?? 8081),
-    workers: Number(env.O2C_WORKERS ?? 8),
+    workers: positive(env, 'O2C_WORKERS', 8),
+    resyncMs: positive(env, 'O2C_RESYNC_SECONDS', 300) * 1000,
     logLevel: env.LOG_LEVEL ?? 'info',
   };
 }

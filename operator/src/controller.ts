@@ -1,18 +1,21 @@
 // The one reconcile loop for all three kinds: fetch from the cache, finalizer and deletion, gather
-// references, render and apply children, declare the broker topology, derive conditions from what
-// is actually there, write status only when it changed, and emit a Warning Event per new failure.
+// references (Secrets by name, never a cluster-wide Secret cache), render and apply children,
+// declare the broker topology, derive conditions from what is actually there, write status only when
+// it changed, and emit a Warning Event per new failure — a refused write included.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { systemOffers } from '../../crds/operations.js';
 import type { ResourceBroker } from './broker.js';
-import type { KubeClient, KubeObject } from './kube.js';
+import { KubeApiError, type KubeClient, type KubeObject } from './kube.js';
 import { connectorHandler } from './reconcile/connector.js';
 import type { KindHandler } from './reconcile/kind.js';
 import { pipelineHandler } from './reconcile/pipeline.js';
 import { workflowHandler } from './reconcile/workflow.js';
 import { renderConfigMap } from './render/configmap.js';
+import { renderConnectionsSecret } from './render/connections-secret.js';
+import { renderDataVolumeClaim } from './render/data-volume-claim.js';
 import { desiredReplicas, renderDeployment } from './render/deployment.js';
-import { childName, selectorString } from './render/names.js';
+import { childName, childNameOf, type roleOf, selectorString } from './render/names.js';
 import { renderPodDisruptionBudget } from './render/pdb.js';
 import { renderRuntimeConfig } from './render/runtime-config.js';
 import { renderService } from './render/service.js';
@@ -31,9 +34,10 @@ import {
   mergeConditions,
   newFailures,
 } from './status/condition.js';
-import { credentialsResolved } from './status/credentials-resolved.js';
+import { credentialsResolved, type SecretReferenceCheck } from './status/credentials-resolved.js';
 import { type DeploymentState, deploymentAvailable } from './status/deployment-available.js';
 import { ready } from './status/ready.js';
+import { reconciled } from './status/reconciled.js';
 import { type ConnectorReferenceCheck, referencesResolved } from './status/references-resolved.js';
 import { specValid } from './status/spec-valid.js';
 import { topologyReady } from './status/topology-ready.js';
@@ -44,7 +48,14 @@ export const HANDLERS: Record<Kind, KindHandler> = {
   Workflow: workflowHandler as KindHandler,
 };
 
-export const CHILD_KINDS = ['ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget'] as const;
+/** Children kept in label-selected caches. Connection Secrets are not watched (no list/watch on Secrets). */
+export const CHILD_KINDS = [
+  'ConfigMap',
+  'Deployment',
+  'Service',
+  'PodDisruptionBudget',
+  'PersistentVolumeClaim',
+] as const;
 export type ChildKind = (typeof CHILD_KINDS)[number];
 
 export interface Secret extends KubeObject {
@@ -54,15 +65,24 @@ export interface Secret extends KubeObject {
 
 export interface Caches {
   resources: Record<Kind, ResilientInformer<AnyResource>>;
-  secrets: ResilientInformer<Secret>;
   children: Record<ChildKind, ResilientInformer<KubeObject>>;
 }
 
+/** Where runtime pods get the broker URL: a Secret named in the operator's configuration, or a URL (dev, tests). */
+export type BrokerSource =
+  | { secret: { namespace: string; name: string; key: string }; url?: undefined }
+  | { url: string; secret?: undefined };
+
 export interface ControllerSettings {
   image: string;
-  brokerSecretName?: string;
+  broker: BrokerSource;
   identity: string;
+  /** Children the operator does not watch (connection Secrets) are applied again after this long. */
+  resyncMs?: number;
 }
+
+/** While a referenced Secret is missing, look again this often (Secrets are read by name, not watched). */
+export const SECRET_RECHECK_MS = 5_000;
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -71,9 +91,39 @@ export interface ReconcileResult {
 /** Retry with backoff: thrown after status has been written. */
 export class RetryableError extends Error {}
 
+const secretKeys = (secret: Secret | undefined): string[] | undefined =>
+  secret ? [...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})] : undefined;
+
+/** Whether `actual` holds every value of `desired` (extra fields, such as server defaults, allowed). */
+function contains(actual: unknown, desired: unknown): boolean {
+  if (Array.isArray(desired)) {
+    return (
+      Array.isArray(actual) &&
+      actual.length === desired.length &&
+      desired.every((d, i) => contains(actual[i], d))
+    );
+  }
+  if (desired !== null && typeof desired === 'object') {
+    if (actual === null || typeof actual !== 'object') return false;
+    return Object.entries(desired).every(([k, v]) => contains((actual as Record<string, unknown>)[k], v));
+  }
+  return actual === desired;
+}
+
+/** What an apply would set is already there: labels, owner references and the content. */
+function alreadyApplied(existing: KubeObject, desired: KubeObject): boolean {
+  const { metadata, apiVersion: _a, kind: _k, ...content } = desired;
+  return (
+    contains(existing.metadata.labels ?? {}, metadata.labels ?? {}) &&
+    contains(existing.metadata.ownerReferences ?? [], metadata.ownerReferences ?? []) &&
+    contains(existing.metadata.annotations ?? {}, metadata.annotations ?? {}) &&
+    contains(existing, content)
+  );
+}
+
 export class Controller {
   /** child key -> what we last applied and the resourceVersion it produced; lets a no-op reconcile skip writes. */
-  private readonly applied = new Map<string, { hash: string; resourceVersion: string }>();
+  private readonly applied = new Map<string, { hash: string; resourceVersion: string; at: number }>();
   writes = 0;
 
   constructor(
@@ -120,23 +170,20 @@ export class Controller {
     const refs = referencesResolved(namespace, refChecks);
     const valid = specValid(handler.validate?.(r) ?? []);
     const secretRefs = handler.secretRefs(r);
-    const creds = credentialsResolved(
-      namespace,
-      secretRefs.map((s) => {
-        const secret = this.caches.secrets.get(namespace, s.secret);
-        return {
-          ...s,
-          keys: secret
-            ? [...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})]
-            : undefined,
-        };
-      }),
-    );
+    const secretChecks: SecretReferenceCheck[] = [];
+    for (const s of secretRefs) {
+      const secret = await this.client.get<Secret>('Secret', namespace, s.secret);
+      secretChecks.push({ ...s, keys: secretKeys(secret) });
+    }
+    const broker = await this.brokerUrl();
+    if (broker.check) secretChecks.push(broker.check);
+    const creds = credentialsResolved(namespace, secretChecks);
 
     // Broker topology.
     const purposes = handler.purposes(r);
     let topology: ComputedCondition;
     let brokerError: unknown;
+    let applyError: KubeApiError | undefined;
     try {
       const queues = await this.broker.declareResourceTopology(namespace, kind, name, purposes);
       topology = topologyReady({ queues });
@@ -151,46 +198,38 @@ export class Controller {
       | undefined;
     let configHash = r.status?.configHash;
     let blockedBy: string | undefined;
-    if (valid.status === 'True' && refs.status === 'True' && creds.status === 'True') {
-      const connectors: Record<string, Connector['spec']> = {};
-      for (const c of refChecks) {
-        const target = this.caches.resources.Connector.get(namespace, c.connector) as Connector | undefined;
-        if (target) connectors[c.connector] = target.spec;
+    let applied: ComputedCondition;
+    if (valid.status === 'True' && refs.status === 'True' && creds.status === 'True' && broker.url) {
+      try {
+        const children = this.renderChildren(r, handler, refChecks, secretRefs, purposes, broker.url);
+        configHash = children.configHash;
+        for (const child of children.desired) {
+          const result = await this.applyChild(child);
+          if (child.kind === 'Deployment') deployment = result as unknown as DeploymentState;
+        }
+        if (!children.desired.some((c) => c.kind === 'PodDisruptionBudget'))
+          await this.pruneChild('PodDisruptionBudget', namespace, childName(r));
+        applied = reconciled({ applied: children.desired.map((c) => `${c.kind} ${c.metadata.name}`) });
+      } catch (err) {
+        if (!(err instanceof KubeApiError)) throw err;
+        // The API server refused a child: say so on the resource, then retry with backoff.
+        applyError = err;
+        applied = reconciled({ error: err.message });
       }
-      const secretNames = [...new Set(secretRefs.map((s) => s.secret))];
-      const config = renderRuntimeConfig(r, {
-        connectors,
-        purposes: purposes.map((p) => p.purpose),
-        secretNames,
-        brokerSecretName: this.settings.brokerSecretName,
-      });
-      const { configMap, hash } = renderConfigMap(r, config);
-      configHash = hash;
-      const ports = handler.ports(r);
-      const desired: KubeObject[] = [
-        configMap,
-        renderDeployment(r, {
-          image: this.settings.image,
-          configHash: hash,
-          secretNames,
-          brokerSecretName: this.settings.brokerSecretName,
-          ports,
-        }),
-        renderService(r, ports),
-      ];
-      const pdb = renderPodDisruptionBudget(r);
-      if (pdb) desired.push(pdb);
-      for (const child of desired) {
-        const applied = await this.applyChild(child);
-        if (child.kind === 'Deployment') deployment = applied as unknown as DeploymentState;
-      }
-      if (!pdb) await this.pruneChild('PodDisruptionBudget', namespace, childName(r));
     } else {
       blockedBy = [valid, refs, creds].find((c) => c.status !== 'True')?.message;
+      applied = reconciled({ blocked: true });
     }
 
     const replicas = desiredReplicas(r);
-    const computed = [valid, refs, creds, topology, deploymentAvailable(deployment, replicas, blockedBy)];
+    const computed = [
+      valid,
+      refs,
+      creds,
+      topology,
+      applied,
+      deploymentAvailable(deployment, replicas, blockedBy),
+    ];
     const conditions = mergeConditions(
       r.status?.conditions,
       [ready(computed), ...computed],
@@ -215,7 +254,61 @@ export class Controller {
       log.debug({ ready: conditions[0]?.status, reason: conditions[0]?.reason }, 'status written');
     }
     if (brokerError) throw new RetryableError(`broker: ${(brokerError as Error).message}`);
+    if (applyError) throw new RetryableError(applyError.message);
+    // Secrets are read by name, not watched: a missing one is looked for again soon.
+    if (creds.status !== 'True') return { requeueAfterMs: SECRET_RECHECK_MS };
     return {};
+  }
+
+  private renderChildren(
+    r: AnyResource,
+    handler: KindHandler,
+    refChecks: readonly ConnectorReferenceCheck[],
+    secretRefs: ReturnType<KindHandler['secretRefs']>,
+    purposes: ReturnType<KindHandler['purposes']>,
+    brokerUrl: string,
+  ): { desired: KubeObject[]; configHash: string } {
+    const { namespace } = r.metadata;
+    const connectors: Record<string, Connector['spec']> = {};
+    for (const c of refChecks) {
+      const target = this.caches.resources.Connector.get(namespace!, c.connector) as Connector | undefined;
+      if (target) connectors[c.connector] = target.spec;
+    }
+    const secretNames = [...new Set(secretRefs.map((s) => s.secret))];
+    const config = renderRuntimeConfig(r, { connectors, purposes, secretNames });
+    const { configMap, hash } = renderConfigMap(r, config);
+    const connections = renderConnectionsSecret(r, { brokerUrl });
+    const ports = handler.ports(r);
+    const desired: KubeObject[] = [configMap, connections.secret];
+    const claim = renderDataVolumeClaim(r);
+    if (claim) desired.push(claim);
+    desired.push(
+      renderDeployment(r, {
+        image: this.settings.image,
+        configHash: hash,
+        connectionsHash: connections.hash,
+        secretNames,
+        ports,
+      }),
+      renderService(r, ports),
+    );
+    const pdb = renderPodDisruptionBudget(r);
+    if (pdb) desired.push(pdb);
+    return { desired, configHash: hash };
+  }
+
+  /** The broker URL for the pods, and the check CredentialsResolved reports on it. */
+  private async brokerUrl(): Promise<{ url?: string; check?: SecretReferenceCheck }> {
+    const source = this.settings.broker;
+    if (!source.secret) return { url: source.url };
+    const { namespace, name, key } = source.secret;
+    const secret = await this.client.get<Secret>('Secret', namespace, name);
+    const encoded = secret?.data?.[key];
+    const url = encoded ? Buffer.from(encoded, 'base64').toString('utf8').trim() : '';
+    // An empty value counts as a missing key: the pods could not connect with it.
+    const keys = secretKeys(secret)?.filter((k) => k !== key || url !== '');
+    const check = { field: 'the operator setting O2C_BROKER_SECRET', secret: name, namespace, key, keys };
+    return { url: url || undefined, check };
   }
 
   private statusChanged(old: O2cStatus | undefined, next: O2cStatus): boolean {
@@ -234,14 +327,48 @@ export class Controller {
     const { namespace, name } = child.metadata;
     const key = this.childKey(child.kind!, namespace!, name);
     const hash = createHash('sha256').update(JSON.stringify(child)).digest('hex');
-    const cached = this.caches.children[child.kind as ChildKind].get(namespace!, name);
     const last = this.applied.get(key);
+    const cache = this.caches.children[child.kind as ChildKind] as ResilientInformer<KubeObject> | undefined;
+    if (!cache) {
+      // Not watched (connection Secrets): read by name when our memory of it is missing or older than
+      // a resync period, and applied only when it differs.
+      const now = this.now().getTime();
+      if (last && last.hash === hash && now - last.at < (this.settings.resyncMs ?? 300_000)) return child;
+      const existing = await this.client.get<KubeObject>(child.kind!, namespace!, name);
+      if (existing && alreadyApplied(existing, child)) {
+        this.applied.set(key, { hash, resourceVersion: existing.metadata.resourceVersion!, at: now });
+        return existing;
+      }
+      const result = await this.client.apply(child);
+      this.writes++;
+      this.log.debug({ child: key, existed: existing !== undefined }, 'applied');
+      this.applied.set(key, { hash, resourceVersion: result.metadata.resourceVersion!, at: now });
+      return result;
+    }
+    const cached = cache.get(namespace!, name);
     // Unchanged desired state and nobody touched the object since our apply: nothing to write.
     if (cached && last && last.hash === hash && last.resourceVersion === cached.metadata.resourceVersion)
       return cached;
+    // A restarted operator has no memory: what the cache already holds needs no apply either (an
+    // apply of an unchanged PersistentVolumeClaim still bumps its resourceVersion once).
+    if (cached && !last && alreadyApplied(cached, child)) {
+      this.applied.set(key, {
+        hash,
+        resourceVersion: cached.metadata.resourceVersion!,
+        at: this.now().getTime(),
+      });
+      return cached;
+    }
     const result = await this.client.apply(child);
-    if (result.metadata.resourceVersion !== cached?.metadata.resourceVersion) this.writes++;
-    this.applied.set(key, { hash, resourceVersion: result.metadata.resourceVersion! });
+    if (result.metadata.resourceVersion !== cached?.metadata.resourceVersion) {
+      this.writes++;
+      this.log.debug({ child: key }, 'applied');
+    }
+    this.applied.set(key, {
+      hash,
+      resourceVersion: result.metadata.resourceVersion!,
+      at: this.now().getTime(),
+    });
     return result;
   }
 
@@ -253,8 +380,12 @@ export class Controller {
   }
 
   private forgetChildren(kind: Kind, namespace: string, name: string): void {
-    const child = `o2c-${kind.toLowerCase()}-${name}`;
-    for (const k of CHILD_KINDS) this.applied.delete(this.childKey(k, namespace, child));
+    const role = kind.toLowerCase() as ReturnType<typeof roleOf>;
+    for (const k of [...CHILD_KINDS, 'Secret']) {
+      for (const suffix of [undefined, 'conn', 'data']) {
+        this.applied.delete(this.childKey(k, namespace, childNameOf(role, name, suffix)));
+      }
+    }
   }
 
   private async finalize(r: AnyResource, handler: KindHandler, log: Logger): Promise<ReconcileResult> {
@@ -262,7 +393,7 @@ export class Controller {
     if (!finalizers.includes(FINALIZER)) return {};
     const { namespace, name } = r.metadata;
     if ((r.spec.deletionPolicy ?? 'delete') === 'delete') {
-      await this.broker.deleteResourceTopology(namespace!, r.kind, name, [...handler.allPurposes]);
+      await this.broker.deleteResourceTopology(namespace!, r.kind, name, handler.allPurposes);
       log.info('broker queues deleted');
     } else {
       log.info('deletionPolicy retain: broker queues kept');

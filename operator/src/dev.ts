@@ -3,15 +3,19 @@
 import { startControlPlane } from '../../test/envtest/controlplane.js';
 import { runOperator } from './main.js';
 
+// The local broker and the locally built image, unless the environment names others.
+const DEV_ENV = { O2C_AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672', O2C_RUNTIME_IMAGE: 'o2c:dev' };
+
 async function dev(): Promise<void> {
+  const env = { ...DEV_ENV, ...process.env };
   if (process.env.KUBECONFIG) {
-    await runOperator();
+    await runOperator(env);
     return;
   }
   const plane = await startControlPlane();
   console.error(`local API server at ${plane.server}\n  export KUBECONFIG=${plane.kubeconfigPath}`);
   // The control plane stops after the operator has shut down (SIGINT / SIGTERM).
-  await runOperator({ ...process.env, KUBECONFIG: plane.kubeconfigPath }, () => plane.stop());
+  await runOperator({ ...env, KUBECONFIG: plane.kubeconfigPath }, () => plane.stop());
 }
 
 dev().catch((err) => {

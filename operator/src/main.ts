@@ -4,7 +4,24 @@ import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { settingsFromEnv } from './config.js';
+import type { Secret } from './controller.js';
+import { KubeClient } from './kube.js';
 import { Operator } from './operator.js';
+
+/** The operator's own broker URL: O2C_AMQP_URL, else the broker Secret the pods get. */
+async function ownBrokerUrl(kubeConfig: KubeConfig, settings: ReturnType<typeof settingsFromEnv>) {
+  if (settings.amqpUrl) return settings.amqpUrl;
+  const { namespace, name, key } = settings.brokerSecret!;
+  const client = new KubeClient(kubeConfig);
+  try {
+    const secret = await client.get<Secret>('Secret', namespace, name);
+    const value = secret?.data?.[key];
+    if (!value) throw new Error(`broker Secret ${namespace}/${name} has no key '${key}' (O2C_BROKER_SECRET)`);
+    return Buffer.from(value, 'base64').toString('utf8').trim();
+  } finally {
+    client.close();
+  }
+}
 
 export async function runOperator(
   env: NodeJS.ProcessEnv = process.env,
@@ -19,8 +36,9 @@ export async function runOperator(
     log,
     image: settings.image,
     identity: settings.identity,
-    amqpUrl: settings.amqpUrl,
-    brokerSecretName: settings.brokerSecretName,
+    amqpUrl: await ownBrokerUrl(kubeConfig, settings),
+    brokerSecret: settings.brokerSecret,
+    resyncMs: settings.resyncMs,
     leaseNamespace: settings.leaseNamespace,
     leaseName: settings.leaseName,
     healthPort: settings.healthPort,

@@ -1,11 +1,18 @@
 // Wires the operator together: health server, Lease leader election, and — while leading — the
-// informers, the work queue and the controller. Events on children, Secrets and Connectors are
-// mapped to the resources that depend on them.
+// informers, the work queue, the controller and the periodic resync. Events on children and
+// Connectors are mapped to the resources that depend on them. No Secret is listed or watched.
 import type { Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { AmqpResourceBroker, type ResourceBroker } from './broker.js';
-import { type Caches, CHILD_KINDS, type ChildKind, Controller, HANDLERS, type Secret } from './controller.js';
+import {
+  type BrokerSource,
+  type Caches,
+  CHILD_KINDS,
+  type ChildKind,
+  Controller,
+  HANDLERS,
+} from './controller.js';
 import { KubeClient, type KubeObject } from './kube.js';
 import { MANAGED_BY_SELECTOR } from './render/names.js';
 import { type AnyResource, isKind, KINDS, type Kind, resourceKey } from './resources.js';
@@ -15,14 +22,21 @@ import { DEFAULT_LEASE_TIMINGS, LeaderElector, type LeaseTimings } from './runti
 import { OperatorMetrics } from './runtime/metrics.js';
 import { WorkQueue } from './runtime/queue.js';
 
+/** The local broker of `make run-operator` and the tests; main.ts never falls back to it. */
+const DEV_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
 export interface OperatorOptions {
   kubeConfig: KubeConfig;
   log: Logger;
   image: string;
   identity: string;
+  /** The operator's own broker connection (declares and deletes queues). */
   amqpUrl?: string;
   broker?: ResourceBroker;
-  brokerSecretName?: string;
+  /** Where runtime pods get the broker URL; default the operator's own amqpUrl. */
+  brokerSecret?: { namespace: string; name: string; key: string };
+  /** Every resource is reconciled again this often (re-declares queues deleted behind our back). */
+  resyncMs?: number;
   leaseNamespace: string;
   leaseName?: string;
   leaseTimings?: LeaseTimings;
@@ -39,7 +53,10 @@ interface Running {
   queue: WorkQueue;
   controller: Controller;
   informers: ResilientInformer<KubeObject>[];
+  resync: NodeJS.Timeout;
 }
+
+export const DEFAULT_RESYNC_MS = 300_000;
 
 export class Operator {
   readonly metrics = new OperatorMetrics();
@@ -56,8 +73,7 @@ export class Operator {
 
   constructor(private readonly options: OperatorOptions) {
     this.client = new KubeClient(options.kubeConfig);
-    this.broker =
-      options.broker ?? new AmqpResourceBroker(options.amqpUrl ?? 'amqp://guest:guest@127.0.0.1:5672');
+    this.broker = options.broker ?? new AmqpResourceBroker(options.amqpUrl ?? DEV_AMQP_URL);
     this.elector = new LeaderElector(
       this.client,
       options.leaseNamespace,
@@ -168,14 +184,6 @@ export class Operator {
         if (kind === 'Connector') this.enqueueDependentsOfConnector(queue, resources, obj);
       });
     }
-    const secrets = make<Secret>('Secret', (_event, secret) => {
-      for (const kind of KINDS) {
-        for (const r of resources[kind].list(secret.metadata.namespace)) {
-          if (HANDLERS[kind].secretRefs(r).some((s) => s.secret === secret.metadata.name))
-            this.enqueue(queue, kind, r);
-        }
-      }
-    });
     const children = {} as Caches['children'];
     for (const kind of CHILD_KINDS) {
       children[kind as ChildKind] = make<KubeObject>(
@@ -188,19 +196,25 @@ export class Operator {
         MANAGED_BY_SELECTOR,
       );
     }
-    const caches: Caches = { resources, secrets, children };
+    const caches: Caches = { resources, children };
+    const resyncMs = this.options.resyncMs ?? DEFAULT_RESYNC_MS;
+    const broker: BrokerSource = this.options.brokerSecret
+      ? { secret: this.options.brokerSecret }
+      : { url: this.options.amqpUrl ?? DEV_AMQP_URL };
     const controller = new Controller(
       this.client,
       this.broker,
       caches,
-      {
-        image: this.options.image,
-        brokerSecretName: this.options.brokerSecretName,
-        identity: this.options.identity,
-      },
+      { image: this.options.image, broker, identity: this.options.identity, resyncMs },
       log,
     );
-    this.running = { caches, queue, controller, informers };
+    // What the informers cannot see (a queue deleted on the broker, a connection Secret edited by
+    // hand, a rotated broker Secret) is put right on the next resync.
+    const resync = setInterval(() => {
+      for (const kind of KINDS) for (const r of resources[kind].list()) this.enqueue(queue, kind, r);
+    }, resyncMs);
+    resync.unref();
+    this.running = { caches, queue, controller, informers, resync };
     // Caches first, so the first reconciles see every Connector and Secret.
     await Promise.all(informers.map((i) => i.start()));
     await Promise.all(informers.map((i) => i.waitForSync()));
@@ -228,6 +242,7 @@ export class Operator {
     this.running = undefined;
     this.seen.clear();
     if (!running) return;
+    clearInterval(running.resync);
     await Promise.all(running.informers.map((i) => i.stop()));
     await running.queue.shutdown();
     for (const i of running.informers) this.metrics.informerRestarts.set({ kind: i.kind }, i.restarts);

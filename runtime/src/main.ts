@@ -1,54 +1,64 @@
-// The runtime image's entry point: `main.ts --role workflow|connector|pipeline --config
-// /etc/o2c/config.json`. The operator renders the config (spec + resolved references; secrets only
-// as mounted file paths); this turns it into the role's options and runs it until SIGTERM.
+// The runtime image's entry point: `main.js --role workflow|connector|pipeline --config
+// /etc/o2c/config.json`. The operator renders the config (runtime/src/contract/runtime-config.ts:
+// spec, resolved Connectors, queues and routing keys; secrets only as mounted file paths); this checks
+// it, turns it into the role's options and runs the role until SIGTERM.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startHealthServer } from './api/server.js';
 import { BusConnection } from './bus/connection.js';
-import type { ConnectorRuntimeConfig } from './connectors/config.js';
 import { startConnectorRole } from './connectors/role.js';
+import {
+  CONFIG_PATH,
+  DATA_DIR,
+  DEFAULT_API_PORT,
+  HEALTH_PORT,
+  parseRuntimeConfig,
+  queueRoute,
+  type RuntimeConfig,
+  RuntimeConfigError,
+} from './contract/runtime-config.js';
 import { createLogger } from './observability/logger.js';
 import { createRegistry } from './observability/metrics.js';
 import { startPipelineRole } from './roles/pipeline.js';
 import { startWorkflowRole } from './roles/workflow.js';
-import type { WorkflowSpec } from './workflow/spec.js';
-
-interface RuntimeConfig {
-  role: 'workflow' | 'connector' | 'pipeline';
-  namespace: string;
-  name: string;
-  generation: number;
-  spec: unknown;
-  broker: { urlFile?: string };
-  /** Secret name -> directory where it is mounted. */
-  secrets: Record<string, string>;
-}
 
 interface SecretKeyRef {
   name: string;
   key?: string;
 }
 
-const HEALTH_PORT = Number(process.env.O2C_HEALTH_PORT ?? 9090);
-
-function readSecret(config: RuntimeConfig, ref: SecretKeyRef, defaultKey: string): string {
+function secretFile(config: RuntimeConfig, ref: SecretKeyRef, defaultKey: string): string {
   const dir = config.secrets[ref.name];
-  if (!dir) throw new Error(`Secret ${ref.name} is not mounted (config.secrets has no entry for it)`);
+  if (!dir)
+    throw new RuntimeConfigError(`Secret ${ref.name} is not mounted (config.secrets has no entry for it)`);
   return `${dir}/${ref.key ?? defaultKey}`;
 }
 
+/** The broker URL from the file the operator mounted; there is no default host to fall back to. */
 function brokerUrl(config: RuntimeConfig): string {
-  if (config.broker.urlFile) return readFileSync(config.broker.urlFile, 'utf8').trim();
-  return process.env.O2C_BROKER_URL ?? 'amqp://guest:guest@rabbitmq:5672';
+  let url: string;
+  try {
+    url = readFileSync(config.broker.urlFile, 'utf8').trim();
+  } catch (err) {
+    throw new RuntimeConfigError(
+      `broker URL file ${config.broker.urlFile} cannot be read (${(err as Error).message}): the operator mounts it from its broker Secret`,
+    );
+  }
+  if (!url) throw new RuntimeConfigError(`broker URL file ${config.broker.urlFile} is empty`);
+  return url;
 }
+
+const commandRoutingKeys = (config: RuntimeConfig): Record<string, string> =>
+  Object.fromEntries(Object.entries(config.connectors).map(([name, c]) => [name, c.routingKey]));
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { role: { type: 'string' }, config: { type: 'string', default: '/etc/o2c/config.json' } },
+    options: { role: { type: 'string' }, config: { type: 'string', default: CONFIG_PATH } },
   });
-  const config = JSON.parse(readFileSync(values.config, 'utf8')) as RuntimeConfig;
+  const config = parseRuntimeConfig(readFileSync(values.config, 'utf8'), values.config);
   const role = values.role ?? config.role;
-  if (role !== config.role) throw new Error(`--role ${role} but the config is for ${config.role}`);
+  if (role !== config.role)
+    throw new RuntimeConfigError(`--role ${role} but the config is for ${config.role}`);
   const logger = createLogger(`o2c-${role}`).child({
     kind: role,
     namespace: config.namespace,
@@ -56,53 +66,71 @@ async function main(): Promise<void> {
   });
   const registry = createRegistry();
   const source = `o2c/${config.namespace}/${role}/${config.name}`;
+  const url = brokerUrl(config);
   let stop: () => Promise<void>;
 
-  if (role === 'workflow') {
-    const spec = config.spec as {
-      api?: { port?: number; authSecretRef?: SecretKeyRef };
-      store: { postgres?: { urlSecretRef: SecretKeyRef }; embedded?: object };
-    } & WorkflowSpec;
+  if (config.role === 'workflow') {
+    const { spec } = config;
     const storeUrl = spec.store.postgres
-      ? readFileSync(readSecret(config, spec.store.postgres.urlSecretRef, 'url'), 'utf8').trim()
-      : `sqlite:${process.env.O2C_DATA_DIR ?? '/var/lib/o2c'}/${config.name}.sqlite`;
+      ? readFileSync(secretFile(config, spec.store.postgres.urlSecretRef, 'url'), 'utf8').trim()
+      : `sqlite:${process.env.O2C_DATA_DIR ?? DATA_DIR}/${config.name}.sqlite`;
     const running = await startWorkflowRole({
       storeUrl,
-      brokerUrl: brokerUrl(config),
-      apiPort: spec.api?.port ?? 8080,
+      brokerUrl: url,
+      apiPort: spec.api?.port ?? DEFAULT_API_PORT,
       healthPort: HEALTH_PORT,
-      tokensFile: spec.api?.authSecretRef ? readSecret(config, spec.api.authSecretRef, 'tokens') : undefined,
+      tokensFile: spec.api?.authSecretRef ? secretFile(config, spec.api.authSecretRef, 'tokens') : undefined,
       source,
       workflowGeneration: config.generation,
       workflow: {
         namespace: config.namespace,
         name: config.name,
         spec: { steps: spec.steps, notify: spec.notify },
+        routes: {
+          queues: config.broker.queues,
+          replyRoutingKey:
+            config.broker.replyRoutingKey ??
+            (() => {
+              throw new RuntimeConfigError(
+                'broker.replyRoutingKey is missing from the Workflow runtime config',
+              );
+            })(),
+          commandRoutingKeys: commandRoutingKeys(config),
+        },
       },
       logger,
       registry,
     });
     stop = () => running.stop();
   } else {
-    const bus = new BusConnection({ url: brokerUrl(config), name: source, logger });
+    const bus = new BusConnection({ url, name: source, logger });
     await bus.start();
     let stopRole: () => Promise<void>;
-    if (role === 'connector') {
-      const spec = config.spec as Omit<ConnectorRuntimeConfig, 'name' | 'namespace'>;
+    if (config.role === 'connector') {
+      const { spec } = config;
       const credentialsDir = spec.credentialsSecretRef
         ? config.secrets[spec.credentialsSecretRef.name]
         : undefined;
       const running = await startConnectorRole({
         config: { ...spec, name: config.name, namespace: config.namespace, credentialsDir },
+        route: queueRoute(config, 'commands'),
         connection: bus,
         logger,
       });
       stopRole = () => running.stop();
     } else {
+      const { spec } = config;
+      const sink = config.connectors[spec.sink.connector];
+      if (!sink) throw new RuntimeConfigError(`connectors.${spec.sink.connector} (the sink) is missing`);
       const running = await startPipelineRole({
         namespace: config.namespace,
         name: config.name,
-        spec: config.spec as never,
+        spec,
+        routes: {
+          events: queueRoute(config, 'events'),
+          deliveries: config.broker.queues.deliveries,
+          sinkRoutingKey: sink.routingKey,
+        },
         connection: bus,
         logger,
         registry,
@@ -131,6 +159,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  // A config problem is one clear line; anything else with its stack.
+  console.error(err instanceof RuntimeConfigError ? `o2c: ${err.message}` : err);
   process.exit(1);
 });

@@ -109,9 +109,7 @@ describe('applying examples/distributor', () => {
     expect(container.image).toBe('ghcr.io/o2c-dev/o2c-runtime:test');
     expect(container.command).toEqual([
       'node',
-      '--import',
-      'tsx',
-      'runtime/src/main.ts',
+      '/app/dist/runtime/src/main.js',
       '--role',
       role,
       '--config',

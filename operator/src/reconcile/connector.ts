@@ -28,6 +28,6 @@ export const connectorHandler: KindHandler<Connector> = {
       ],
     },
   ],
-  allPurposes: ['commands'],
+  allPurposes: [{ purpose: 'commands' }],
   ports: () => ({}),
 };

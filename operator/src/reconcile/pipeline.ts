@@ -1,7 +1,9 @@
-// Pipeline: source and sink Connectors (the sink's system must offer the operation), one sync queue
-// bound on o2c.events to the source event types.
+// Pipeline: source and sink Connectors (the sink's system must offer the operation), one events queue
+// bound on o2c.events to the source event types and, with an ordering key, the partitioned deliveries
+// queue the intake forwards to.
+import { ORDERING_PARTITIONS } from '../../../runtime/src/contract/runtime-config.js';
 import { validatePipelineSpec } from '../../../runtime/src/pipeline/spec.js';
-import { EVENTS_EXCHANGE } from '../broker.js';
+import { EVENTS_EXCHANGE, type TopologyPurpose } from '../broker.js';
 import type { Pipeline } from '../resources.js';
 import type { KindHandler } from './kind.js';
 
@@ -12,16 +14,18 @@ export const pipelineHandler: KindHandler<Pipeline> = {
     { field: 'spec.sink.connector', connector: p.spec.sink.connector, operation: p.spec.sink.operation },
   ],
   secretRefs: () => [],
-  purposes: (p) => [
-    {
+  purposes: (p) => {
+    const events: TopologyPurpose = {
       purpose: 'events',
       bindings: [...new Set(p.spec.source.events)].map((event) => ({
         exchange: EVENTS_EXCHANGE,
         routingKey: event,
       })),
-    },
-  ],
-  allPurposes: ['events', 'deliveries'],
-  validate: (p) => validatePipelineSpec(p.spec as never),
+    };
+    if (!p.spec.delivery?.orderingKey) return [events];
+    return [events, { purpose: 'deliveries', bindings: [], partitions: ORDERING_PARTITIONS }];
+  },
+  allPurposes: [{ purpose: 'events' }, { purpose: 'deliveries', partitions: ORDERING_PARTITIONS }],
+  validate: (p) => validatePipelineSpec(p.spec),
   ports: () => ({}),
 };

@@ -1,5 +1,6 @@
 // Workflow: every Connector its steps, compensations and notifications call; its API token and
 // database Secrets; one events queue bound to the events its steps await; the order API port.
+import { DEFAULT_API_PORT } from '../../../runtime/src/contract/runtime-config.js';
 import { workflowQueues } from '../../../runtime/src/workflow/queues.js';
 import { validateSpec } from '../../../runtime/src/workflow/spec.js';
 import { EVENTS_EXCHANGE } from '../broker.js';
@@ -44,8 +45,8 @@ export const workflowHandler: KindHandler<Workflow> = {
       purpose: q.purpose,
       bindings: q.bindings.map((b) => ({ exchange: EVENTS_EXCHANGE, routingKey: b })),
     })),
-  allPurposes: ['orders', 'replies', 'events'],
-  validate: (w) => validateSpec(w.spec as never).map((p) => `spec.${p}`),
-  ports: (w) => ({ api: w.spec.api?.port ?? 8080 }),
+  allPurposes: [{ purpose: 'orders' }, { purpose: 'replies' }, { purpose: 'events' }],
+  validate: (w) => validateSpec(w.spec).map((p) => `spec.${p}`),
+  ports: (w) => ({ api: w.spec.api?.port ?? DEFAULT_API_PORT }),
   extraStatus: (w) => ({ steps: w.spec.steps.length }),
 };

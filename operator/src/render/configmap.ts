@@ -1,11 +1,9 @@
 // ConfigMap holding config.json; its hash goes onto the pod template so a config change rolls the pods.
 import { createHash } from 'node:crypto';
+import { CONFIG_FILE, type RuntimeConfig } from '../../../runtime/src/contract/runtime-config.js';
 import type { KubeObject } from '../kube.js';
 import type { AnyResource } from '../resources.js';
 import { childMetadata } from './names.js';
-import type { RuntimeConfig } from './runtime-config.js';
-
-export const CONFIG_KEY = 'config.json';
 
 export interface RenderedConfig {
   configMap: KubeObject;
@@ -23,7 +21,7 @@ export function renderConfigMap(r: AnyResource, config: RuntimeConfig): Rendered
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: childMetadata(r),
-      data: { [CONFIG_KEY]: json },
+      data: { [CONFIG_FILE]: json },
     },
   };
 }

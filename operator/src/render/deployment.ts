@@ -1,9 +1,21 @@
-// Deployment of the one runtime image in the resource's role: config and secrets mounted read-only,
-// non-root with a read-only root filesystem, probes on the health port, and the config hash on the
-// pod template so a config change rolls the pods.
+// Deployment of the one runtime image in the resource's role: config, connection and user Secrets
+// mounted read-only, the restricted Pod Security profile (non-root, read-only root filesystem, no
+// capabilities, RuntimeDefault seccomp) with writable emptyDir /tmp, probes on the health port, and
+// the config hash on the pod template so a config change rolls the pods. An embedded store gets its
+// PersistentVolumeClaim at DATA_DIR, one replica and the Recreate strategy (SQLite has one writer).
+import {
+  CONFIG_DIR,
+  CONFIG_FILE,
+  CONNECTIONS_DIR,
+  DATA_DIR,
+  HEALTH_PORT,
+  runtimeCommand,
+  SECRETS_DIR,
+} from '../../../runtime/src/contract/runtime-config.js';
 import type { KubeObject } from '../kube.js';
 import type { AnyResource } from '../resources.js';
-import { CONFIG_KEY } from './configmap.js';
+import { CONNECTIONS_HASH_ANNOTATION, connectionsSecretName } from './connections-secret.js';
+import { dataClaimName, usesEmbeddedStore } from './data-volume-claim.js';
 import {
   CONFIG_HASH_ANNOTATION,
   childLabels,
@@ -12,17 +24,19 @@ import {
   roleOf,
   selectorLabels,
 } from './names.js';
-import { CONFIG_DIR, SECRETS_DIR } from './runtime-config.js';
 
-export const HEALTH_PORT = 9090;
+export { HEALTH_PORT };
+
+/** uid/gid of the image's non-root user. */
+export const RUNTIME_UID = 65532;
 
 export interface DeploymentInputs {
   image: string;
   configHash: string;
+  /** Hash of the rendered connections Secret: a rotated broker URL rolls the pods too. */
+  connectionsHash: string;
   /** Secrets mounted at /etc/o2c/secrets/<name>/. */
   secretNames: readonly string[];
-  /** Optional broker Secret (key url), mounted like the others. */
-  brokerSecretName?: string;
   /** Extra container ports by name, e.g. {api: 8080}. */
   ports?: Record<string, number>;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -30,12 +44,33 @@ export interface DeploymentInputs {
 
 export const DEFAULT_RESOURCES = { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } };
 
-export const desiredReplicas = (r: AnyResource): number => r.spec.replicas ?? 1;
+/** An embedded store runs exactly one pod (the CRD refuses more); a Deployment scaled to 0 stays at 0. */
+export const desiredReplicas = (r: AnyResource): number => {
+  const replicas = r.spec.replicas ?? 1;
+  return usesEmbeddedStore(r) ? Math.min(replicas, 1) : replicas;
+};
 
 const volumeName = (secret: string): string => `secret-${secret}`.slice(0, 63).replace(/-+$/, '');
 
+/** The restricted Pod Security Standard, at pod and container level. */
+export const POD_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: RUNTIME_UID,
+  runAsGroup: RUNTIME_UID,
+  fsGroup: RUNTIME_UID,
+  seccompProfile: { type: 'RuntimeDefault' },
+} as const;
+export const CONTAINER_SECURITY_CONTEXT = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+} as const;
+
 export function renderDeployment(r: AnyResource, inputs: DeploymentInputs): KubeObject {
   const role = roleOf(r);
+  const embedded = usesEmbeddedStore(r);
   const secrets = [...new Set(inputs.secretNames)].sort();
   const ports = { ...(inputs.ports ?? {}), metrics: HEALTH_PORT };
   const probe = (path: string) => ({
@@ -52,38 +87,29 @@ export function renderDeployment(r: AnyResource, inputs: DeploymentInputs): Kube
       replicas: desiredReplicas(r),
       revisionHistoryLimit: 3,
       selector: { matchLabels: selectorLabels(r) },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      // Recreate for the embedded store: the old pod must let go of the volume (ReadWriteOnce) and the
+      // SQLite file before the new one opens it.
+      strategy: embedded
+        ? { type: 'Recreate' }
+        : { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
         metadata: {
           labels: childLabels(r),
-          annotations: { [CONFIG_HASH_ANNOTATION]: inputs.configHash },
+          annotations: {
+            [CONFIG_HASH_ANNOTATION]: inputs.configHash,
+            [CONNECTIONS_HASH_ANNOTATION]: inputs.connectionsHash,
+          },
         },
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
-          securityContext: {
-            runAsNonRoot: true,
-            runAsUser: 65532,
-            runAsGroup: 65532,
-            fsGroup: 65532,
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: POD_SECURITY_CONTEXT,
           containers: [
             {
               name: 'runtime',
               image: inputs.image,
               imagePullPolicy: 'IfNotPresent',
-              command: [
-                'node',
-                // The image runs the TypeScript sources through tsx's loader (no build step to drift).
-                '--import',
-                'tsx',
-                'runtime/src/main.ts',
-                '--role',
-                role,
-                '--config',
-                `${CONFIG_DIR}/${CONFIG_KEY}`,
-              ],
+              command: runtimeCommand(role),
               ports: Object.entries(ports).map(([name, containerPort]) => ({
                 name,
                 containerPort,
@@ -97,43 +123,29 @@ export function renderDeployment(r: AnyResource, inputs: DeploymentInputs): Kube
               readinessProbe: probe('/readyz'),
               livenessProbe: { ...probe('/healthz'), initialDelaySeconds: 10 },
               resources: inputs.resources ?? DEFAULT_RESOURCES,
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ['ALL'] },
-              },
+              securityContext: CONTAINER_SECURITY_CONTEXT,
               volumeMounts: [
                 { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                { name: 'connections', mountPath: CONNECTIONS_DIR, readOnly: true },
                 ...secrets.map((s) => ({
                   name: volumeName(s),
                   mountPath: `${SECRETS_DIR}/${s}`,
                   readOnly: true,
                 })),
-                ...(inputs.brokerSecretName
-                  ? [
-                      {
-                        name: 'broker',
-                        mountPath: `${SECRETS_DIR}/${inputs.brokerSecretName}`,
-                        readOnly: true,
-                      },
-                    ]
-                  : []),
                 { name: 'tmp', mountPath: '/tmp' },
-                ...(role === 'workflow' ? [{ name: 'data', mountPath: '/var/lib/o2c' }] : []),
+                ...(embedded ? [{ name: 'data', mountPath: DATA_DIR }] : []),
               ],
             },
           ],
           volumes: [
             {
               name: 'config',
-              configMap: { name: childName(r), items: [{ key: CONFIG_KEY, path: CONFIG_KEY }] },
+              configMap: { name: childName(r), items: [{ key: CONFIG_FILE, path: CONFIG_FILE }] },
             },
+            { name: 'connections', secret: { secretName: connectionsSecretName(r) } },
             ...secrets.map((s) => ({ name: volumeName(s), secret: { secretName: s } })),
-            ...(inputs.brokerSecretName
-              ? [{ name: 'broker', secret: { secretName: inputs.brokerSecretName, optional: true } }]
-              : []),
-            { name: 'tmp', emptyDir: {} },
-            ...(role === 'workflow' ? [{ name: 'data', emptyDir: {} }] : []),
+            { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+            ...(embedded ? [{ name: 'data', persistentVolumeClaim: { claimName: dataClaimName(r) } }] : []),
           ],
         },
       },

@@ -1,4 +1,6 @@
 // Names, labels and owner references shared by every child a resource gets.
+import { createHash } from 'node:crypto';
+import { ROLES, type Role } from '../../../runtime/src/contract/runtime-config.js';
 import type { OwnerReference } from '../kube.js';
 import type { AnyResource } from '../resources.js';
 
@@ -6,11 +8,29 @@ export const MANAGED_BY = 'o2c-operator';
 export const MANAGED_BY_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 export const CONFIG_HASH_ANNOTATION = 'o2c.dev/config-hash';
 
-export type Role = 'connector' | 'pipeline' | 'workflow';
+export type { Role };
 export const roleOf = (r: AnyResource): Role => r.kind.toLowerCase() as Role;
+export const isRole = (s: string): s is Role => ROLES.includes(s as Role);
 
-/** o2c-<kind>-<name>: the CRD limits names to 50 characters so this stays a DNS-1035 label. */
-export const childName = (r: AnyResource): string => `o2c-${roleOf(r)}-${r.metadata.name}`;
+/** A Service name is a DNS-1035 label; every child name is kept to that. */
+export const MAX_CHILD_NAME = 63;
+const HASH_LENGTH = 8;
+
+/**
+ * `o2c-<role>-<name>[-<suffix>]`. One that would exceed 63 characters is cut and ends in 8 hex
+ * characters of a hash of the full name: deterministic, and two long names sharing a prefix differ.
+ */
+export function childNameOf(role: Role, name: string, suffix?: string): string {
+  const tail = suffix ? `-${suffix}` : '';
+  const full = `o2c-${role}-${name}${tail}`;
+  if (full.length <= MAX_CHILD_NAME) return full;
+  const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_LENGTH);
+  const keep = MAX_CHILD_NAME - HASH_LENGTH - 1 - tail.length;
+  return `${`o2c-${role}-${name}`.slice(0, keep).replace(/-+$/, '')}-${hash}${tail}`;
+}
+
+export const childName = (r: AnyResource, suffix?: string): string =>
+  childNameOf(roleOf(r), r.metadata.name, suffix);
 
 export const selectorLabels = (r: AnyResource): Record<string, string> => ({
   'o2c.dev/kind': roleOf(r),

@@ -1,38 +1,30 @@
-// The runtime configuration a pod reads from /etc/o2c/config.json: the resource's spec plus what the
-// operator resolved (referenced Connectors, queue names, where secrets are mounted). Never a secret value.
+// The runtime configuration a pod reads from /etc/o2c/config.json (its shape is the shared contract in
+// runtime/src/contract/runtime-config.ts): the resource's spec plus what the operator resolved —
+// referenced Connectors, every queue and routing key, where Secrets are mounted. Never a secret value.
 import type { ConnectorSpec } from '../../../crds/connector.js';
-import { COMMANDS_EXCHANGE, deadLetterQueueName, EVENTS_EXCHANGE, queueName } from '../broker.js';
+import {
+  BROKER_URL_KEY,
+  CONNECTIONS_DIR,
+  type QueueRoute,
+  type ResolvedConnector,
+  RUNTIME_CONFIG_API_VERSION,
+  type RuntimeConfig,
+  SECRETS_DIR,
+} from '../../../runtime/src/contract/runtime-config.js';
+import { replyRoutingKey } from '../../../runtime/src/workflow/queues.js';
+import {
+  COMMANDS_EXCHANGE,
+  deadLetterQueueName,
+  EVENTS_EXCHANGE,
+  queueName,
+  type TopologyPurpose,
+} from '../broker.js';
 import type { AnyResource } from '../resources.js';
-import { type Role, roleOf } from './names.js';
-
-export const SECRETS_DIR = '/etc/o2c/secrets';
-export const CONFIG_DIR = '/etc/o2c';
-
-export interface ResolvedConnector {
-  system: string;
-  driver: string;
-  /** Queue of the Connector's commands and the routing key on o2c.commands. */
-  commandQueue: string;
-  routingKey: string;
-}
-
-export interface RuntimeConfig {
-  apiVersion: 'o2c.dev/runtime/v1';
-  role: Role;
-  namespace: string;
-  name: string;
-  generation: number;
-  spec: unknown;
-  connectors: Record<string, ResolvedConnector>;
-  broker: {
-    urlFile?: string;
-    exchanges: { events: string; commands: string };
-    queues: Record<string, { queue: string; deadLetter: string }>;
-  };
-  secrets: Record<string, string>;
-}
+import { roleOf } from './names.js';
 
 export { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
+export { CONFIG_DIR, SECRETS_DIR } from '../../../runtime/src/contract/runtime-config.js';
+export type { ResolvedConnector, RuntimeConfig };
 
 import { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
 
@@ -47,9 +39,19 @@ export function resolveConnector(namespace: string, name: string, spec: Connecto
 
 export interface RuntimeConfigInputs {
   connectors: Record<string, ConnectorSpec>;
-  purposes: readonly string[];
+  /** The queues the operator declares for this resource (handler.purposes). */
+  purposes: readonly TopologyPurpose[];
   secretNames: readonly string[];
-  brokerSecretName?: string;
+}
+
+export function queueRouteOf(namespace: string, name: string, p: TopologyPurpose): QueueRoute {
+  const queue = queueName(namespace, name, p.purpose);
+  return {
+    queue,
+    deadLetter: deadLetterQueueName(queue),
+    bindings: p.bindings.map((b) => ({ exchange: b.exchange, routingKey: b.routingKey })),
+    ...(p.partitions ? { partitions: p.partitions } : {}),
+  };
 }
 
 export function renderRuntimeConfig(r: AnyResource, inputs: RuntimeConfigInputs): RuntimeConfig {
@@ -59,15 +61,12 @@ export function renderRuntimeConfig(r: AnyResource, inputs: RuntimeConfigInputs)
   for (const [n, spec] of Object.entries(inputs.connectors).sort(([a], [b]) => a.localeCompare(b))) {
     connectors[n] = resolveConnector(namespace, n, spec);
   }
-  const queues: RuntimeConfig['broker']['queues'] = {};
-  for (const purpose of inputs.purposes) {
-    const queue = queueName(namespace, name, purpose);
-    queues[purpose] = { queue, deadLetter: deadLetterQueueName(queue) };
-  }
+  const queues: Record<string, QueueRoute> = {};
+  for (const p of inputs.purposes) queues[p.purpose] = queueRouteOf(namespace, name, p);
   const secrets: Record<string, string> = {};
   for (const s of [...inputs.secretNames].sort()) secrets[s] = `${SECRETS_DIR}/${s}`;
   return {
-    apiVersion: 'o2c.dev/runtime/v1',
+    apiVersion: RUNTIME_CONFIG_API_VERSION,
     role: roleOf(r),
     namespace,
     name,
@@ -75,10 +74,11 @@ export function renderRuntimeConfig(r: AnyResource, inputs: RuntimeConfigInputs)
     spec: r.spec,
     connectors,
     broker: {
-      ...(inputs.brokerSecretName ? { urlFile: `${SECRETS_DIR}/${inputs.brokerSecretName}/url` } : {}),
+      urlFile: `${CONNECTIONS_DIR}/${BROKER_URL_KEY}`,
       exchanges: { events: EVENTS_EXCHANGE, commands: COMMANDS_EXCHANGE },
       queues,
+      ...(r.kind === 'Workflow' ? { replyRoutingKey: replyRoutingKey(namespace, name) } : {}),
     },
     secrets,
-  };
+  } as RuntimeConfig;
 }

@@ -3,6 +3,7 @@ import { conditionsDiffer, mergeConditions, newFailures } from './condition.js';
 import { credentialsResolved } from './credentials-resolved.js';
 import { deploymentAvailable } from './deployment-available.js';
 import { ready } from './ready.js';
+import { reconciled } from './reconciled.js';
 import { referencesResolved } from './references-resolved.js';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -93,5 +94,47 @@ describe('conditions', () => {
     expect(newFailures(first, second)).toEqual([]);
     const flipped = mergeConditions(second, [{ ...c, status: 'True' }], 1, T1);
     expect(flipped[0]!.lastTransitionTime).toBe('2026-01-01T01:00:00Z');
+  });
+
+  it.each([
+    [
+      'a refused write is False with the API server message',
+      { error: 'PATCH /api/v1/namespaces/a/services/x: 422 Service "x" is invalid' },
+      'False',
+      'ApplyFailed',
+      'Service "x" is invalid',
+    ],
+    [
+      'children waiting on inputs are Unknown',
+      { blocked: true } as const,
+      'Unknown',
+      'WaitingForInputs',
+      'not rendered',
+    ],
+    [
+      'applied children are named',
+      { applied: ['Service o2c-connector-erp'] },
+      'True',
+      'ChildrenApplied',
+      'Service o2c-connector-erp',
+    ],
+  ])('Reconciled: %s', (_n, result, status, reason, text) => {
+    const c = reconciled(result);
+    expect(c).toMatchObject({ status, reason });
+    expect(c.message).toContain(text);
+  });
+
+  it('the broker Secret is named in its own namespace', () => {
+    const c = credentialsResolved('shop', [
+      {
+        field: 'the operator setting O2C_BROKER_SECRET',
+        secret: 'o2c-broker',
+        namespace: 'o2c-system',
+        key: 'url',
+      },
+    ]);
+    expect(c.message).toContain(
+      'Secret o2c-system/o2c-broker not found (the operator setting O2C_BROKER_SECRET)',
+    );
   });
 });

@@ -11,6 +11,8 @@ export const CredentialsReason = {
 export interface SecretReferenceCheck {
   field: string;
   secret: string;
+  /** Where the Secret lives when not in the resource's namespace (the operator's broker Secret). */
+  namespace?: string;
   key?: string;
   /** Keys present in the Secret; undefined when the Secret does not exist. */
   keys?: readonly string[];
@@ -35,7 +37,9 @@ export function credentialsResolved(
       type,
       status: 'False',
       reason: CredentialsReason.SecretNotFound,
-      message: missing.map((c) => `Secret ${namespace}/${c.secret} not found (${c.field})`).join('; '),
+      message: missing
+        .map((c) => `Secret ${c.namespace ?? namespace}/${c.secret} not found (${c.field})`)
+        .join('; '),
     };
   }
   const keyless = checks.filter((c) => c.key !== undefined && !c.keys?.includes(c.key));
@@ -45,7 +49,7 @@ export function credentialsResolved(
       status: 'False',
       reason: CredentialsReason.SecretKeyMissing,
       message: keyless
-        .map((c) => `Secret ${namespace}/${c.secret} has no key '${c.key}' (${c.field})`)
+        .map((c) => `Secret ${c.namespace ?? namespace}/${c.secret} has no key '${c.key}' (${c.field})`)
         .join('; '),
     };
   }

@@ -38,6 +38,8 @@ export interface CommandInput {
   /** The Connector's namespace (default "default") and name: together the routing key on o2c.commands. */
   namespace?: string;
   connector: string;
+  /** The Connector's routing key as the operator rendered it; default commandRoutingKey(namespace, connector). */
+  routingKey?: string;
   request: CommandRequest;
   orderId: string;
   step: string;
@@ -89,7 +91,7 @@ export function commandMessage(input: CommandInput): OutboxMessage {
   return {
     id: envelope.id,
     exchange: COMMANDS_EXCHANGE,
-    routingKey: commandRoutingKey(input.namespace ?? 'default', input.connector),
+    routingKey: input.routingKey ?? commandRoutingKey(input.namespace ?? 'default', input.connector),
     body: toBinary(EnvelopeSchema, envelope),
     type: COMMAND_TYPE,
     correlationId: envelope.correlationId,

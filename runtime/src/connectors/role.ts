@@ -5,6 +5,7 @@ import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, PermanentError } from '../bus/consumer.js';
 import { ConfirmPublisher } from '../bus/publisher.js';
 import { DEFAULT_RETRY_POLICY, type QueueSpec, queueName, type RetryPolicy } from '../bus/topology.js';
+import type { QueueRoute } from '../contract/runtime-config.js';
 import { OutboxRelay } from '../outbox/relay.js';
 import type { Store } from '../store/types.js';
 import { type Clock, systemClock } from './clock.js';
@@ -30,6 +31,8 @@ export interface ConnectorRoleOptions {
   retry?: RetryPolicy;
   /** Queue name override (tests); default o2c.<namespace>.<name>.commands. */
   queue?: string;
+  /** The command queue and its binding as the operator rendered them (runtime config). */
+  route?: QueueRoute;
   prefetch?: number;
   clock?: Clock;
   logger: Logger;
@@ -144,7 +147,9 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
   }
 
   const retry = options.retry ?? DEFAULT_RETRY_POLICY;
-  const spec = commandQueueSpec(config, retry, options.queue);
+  const spec: QueueSpec = options.route
+    ? { name: options.route.queue, bindings: options.route.bindings, retry }
+    : commandQueueSpec(config, retry, options.queue);
   const consumer = new Consumer({
     connection,
     spec,

@@ -20,6 +20,7 @@ import {
   queueName,
 } from '../bus/topology.js';
 import { buildCommandEnvelope, COMMAND_TYPE, commandRoutingKey } from '../connectors/commands.js';
+import { ORDERING_PARTITIONS, type QueueRoute } from '../contract/runtime-config.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
@@ -46,6 +47,14 @@ export interface PipelineWorkerOptions {
   replyTimeoutMs?: number;
   /** Distinguishes replicas in the reply routing key; default random. */
   instance?: string;
+  /** Queues and the sink's routing key as the operator rendered them; default computed. */
+  routes?: PipelineRoutes;
+}
+
+export interface PipelineRoutes {
+  events: QueueRoute;
+  deliveries?: QueueRoute;
+  sinkRoutingKey: string;
 }
 
 export interface PipelineQueues {
@@ -60,22 +69,26 @@ export function pipelineQueues(
   namespace: string,
   name: string,
   pipeline: CompiledPipeline,
-  partitions = 4,
+  partitions = ORDERING_PARTITIONS,
+  routes?: PipelineRoutes,
 ): PipelineQueues {
-  const bindings = [...pipeline.sources.keys()].map((routingKey) => ({
-    exchange: EVENTS_EXCHANGE,
-    routingKey,
-  }));
-  const events: QueueSpec = { name: queueName(namespace, name, 'events'), bindings, retry: pipeline.retry };
+  const bindings =
+    routes?.events.bindings ??
+    [...pipeline.sources.keys()].map((routingKey) => ({ exchange: EVENTS_EXCHANGE, routingKey }));
+  const events: QueueSpec = {
+    name: routes?.events.queue ?? queueName(namespace, name, 'events'),
+    bindings,
+    retry: pipeline.retry,
+  };
   if (!pipeline.orderingKey) return { events };
   return {
     // The intake only forwards; a failed forward is parked at once (no delay tiers to declare).
     events: { ...events, retry: { ...pipeline.retry, maxAttempts: 1 } },
     deliveries: {
-      name: queueName(namespace, name, 'deliveries'),
+      name: routes?.deliveries?.queue ?? queueName(namespace, name, 'deliveries'),
       bindings: [],
       retry: pipeline.retry,
-      ordering: { partitions },
+      ordering: { partitions: routes?.deliveries?.partitions ?? partitions },
     },
   };
 }
@@ -130,7 +143,7 @@ export class PipelineWorker {
   constructor(o: PipelineWorkerOptions) {
     this.o = o;
     this.pipeline = compilePipelineSpec(o.spec);
-    this.queues = pipelineQueues(o.namespace, o.name, this.pipeline, o.partitions);
+    this.queues = pipelineQueues(o.namespace, o.name, this.pipeline, o.partitions, o.routes);
     this.expectedSource = `o2c/${o.namespace}/connector/${o.spec.source.connector}`;
     this.commandSource = `o2c/${o.namespace}/pipeline/${o.name}`;
     this.inboxConsumer = `pipeline.${o.namespace}.${o.name}`;
@@ -307,7 +320,8 @@ export class PipelineWorker {
     try {
       await this.publisher.publish({
         exchange: COMMANDS_EXCHANGE,
-        routingKey: commandRoutingKey(this.o.namespace, this.o.spec.sink.connector),
+        routingKey:
+          this.o.routes?.sinkRoutingKey ?? commandRoutingKey(this.o.namespace, this.o.spec.sink.connector),
         body: toBinary(EnvelopeSchema, command),
         messageId: command.id,
         type: COMMAND_TYPE,

@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import type { BusConnection } from '../bus/connection.js';
 import type { Logger } from '../observability/logger.js';
 import type { PipelineSpec } from '../pipeline/spec.js';
-import { PipelineWorker } from '../pipeline/worker.js';
+import { type PipelineRoutes, PipelineWorker } from '../pipeline/worker.js';
 import type { Store } from '../store/types.js';
 
 export interface PipelineRoleOptions {
@@ -18,6 +18,8 @@ export interface PipelineRoleOptions {
   /** Ordered partitions (default 4) and the reply wait per attempt (default 30 s); tests shorten them. */
   partitions?: number;
   replyTimeoutMs?: number;
+  /** Queues and the sink's routing key as the operator rendered them. */
+  routes?: PipelineRoutes;
 }
 
 export interface PipelineRole {

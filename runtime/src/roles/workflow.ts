@@ -14,7 +14,7 @@ import { OrderRepository } from '../orders/repository.js';
 import { OutboxRelay } from '../outbox/relay.js';
 import { openStore, registerMigrations } from '../store/index.js';
 import type { Store } from '../store/types.js';
-import { WorkflowEngine } from '../workflow/engine.js';
+import { WorkflowEngine, type WorkflowRoutes } from '../workflow/engine.js';
 import { workflowMigrations } from '../workflow/migrations.js';
 import type { WorkflowSpec } from '../workflow/spec.js';
 
@@ -36,7 +36,14 @@ export interface WorkflowRoleOptions {
   source: string;
   workflowGeneration?: number;
   /** The Workflow to run; without it (or without a broker) the role serves the order API only. */
-  workflow?: { namespace: string; name: string; spec: WorkflowSpec; timerPollMs?: number };
+  workflow?: {
+    namespace: string;
+    name: string;
+    spec: WorkflowSpec;
+    timerPollMs?: number;
+    /** As the operator rendered them (runtime config); default computed from the names. */
+    routes?: WorkflowRoutes;
+  };
   logger: Logger;
   registry?: Registry;
 }
@@ -92,6 +99,7 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
       logger: logger.child({ component: 'workflow-engine' }),
       registry,
       timerPollMs: options.workflow.timerPollMs,
+      routes: options.workflow.routes,
       onCommitted: () => relay?.wake(),
     });
     await engine.start();

@@ -10,6 +10,7 @@ import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, handleOnce } from '../bus/consumer.js';
 import { EVENTS_EXCHANGE, type QueueSpec, queueName } from '../bus/topology.js';
 import { commandMessage } from '../connectors/commands.js';
+import type { QueueRoute } from '../contract/runtime-config.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import { ConnectorCommandSchema } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
@@ -74,6 +75,15 @@ export interface WorkflowEngineOptions {
   now?: () => number;
   /** Called after each committed transition, e.g. to wake the outbox relay. */
   onCommitted?: () => void;
+  /** Queues, reply key and Connector routing keys as the operator rendered them; default computed. */
+  routes?: WorkflowRoutes;
+}
+
+export interface WorkflowRoutes {
+  queues: Record<string, QueueRoute>;
+  replyRoutingKey: string;
+  /** Connector name -> routing key of its commands. */
+  commandRoutingKeys: Record<string, string>;
 }
 
 export class EngineError extends Error {}
@@ -105,18 +115,25 @@ export class WorkflowEngine {
   constructor(private readonly o: WorkflowEngineOptions) {
     this.now = o.now ?? Date.now;
     this.kpis = createWorkflowKpis(o.registry);
-    this.replyKey = replyRoutingKey(o.namespace, o.workflow);
+    this.replyKey = o.routes?.replyRoutingKey ?? replyRoutingKey(o.namespace, o.workflow);
     const problems = validateSpec(o.spec);
     if (problems.length > 0) throw new EngineError(`Workflow ${o.workflow}: ${problems.join('; ')}`);
     this.specs.set(o.generation, o.spec);
   }
 
   private queue(purpose: string): string {
-    return queueName(this.o.namespace, this.o.workflow, purpose);
+    return this.o.routes?.queues[purpose]?.queue ?? queueName(this.o.namespace, this.o.workflow, purpose);
+  }
+
+  private routingKeyOf(connector: string): string | undefined {
+    return this.o.routes?.commandRoutingKeys[connector];
   }
 
   queueSpecs(): QueueSpec[] {
     const retry = { maxAttempts: 10, backoff: { initialMs: 200, maxMs: 30_000, multiplier: 2 } };
+    if (this.o.routes) {
+      return Object.values(this.o.routes.queues).map((q) => ({ name: q.queue, bindings: q.bindings, retry }));
+    }
     return workflowQueues(this.o.namespace, this.o.workflow).map((q) => ({
       name: this.queue(q.purpose),
       bindings: q.bindings.map((routingKey) => ({ exchange: EVENTS_EXCHANGE, routingKey })),
@@ -486,6 +503,7 @@ export class WorkflowEngine {
     const message = commandMessage({
       namespace: this.o.namespace,
       connector: call.connector,
+      routingKey: this.routingKeyOf(call.connector),
       request,
       orderId: t.inst.orderId,
       step: step.name,
@@ -720,6 +738,7 @@ export class WorkflowEngine {
     const message = commandMessage({
       namespace: this.o.namespace,
       connector: step.call!.connector,
+      routingKey: this.routingKeyOf(step.call!.connector),
       request: buildRequest(step.compensate!.operation, t.order, t.inst.context),
       orderId: t.inst.orderId,
       step: `${COMPENSATE_PREFIX}${stepName}`,
@@ -882,6 +901,7 @@ export class WorkflowEngine {
       commandMessage({
         namespace: this.o.namespace,
         connector: n.connector,
+        routingKey: this.routingKeyOf(n.connector),
         request: buildRequest(n.operation, order, emptyContext()),
         orderId: order.id,
         step: `${NOTIFY_PREFIX}${n.connector}.${i}`,

@@ -1,25 +1,14 @@
 // The Workflow spec as the runtime reads it (the CRD schema in crds/workflow.ts is its source), and
 // the pure decisions over it: which step comes next, retry delays, failure policy.
 import { planCel, toCel } from '../cel.js';
+import type { WorkflowSpec as CrdWorkflowSpec, WorkflowStep } from '../../../crds/workflow.js';
 import { parseDurationMs } from '../connectors/config.js';
 
-export interface StepSpec {
-  name: string;
-  call?: { connector: string; operation: string };
-  await?: { event: string; timeout?: string };
-  /** CEL over `order` (proto JSON) and `steps` (names of completed steps); false skips the step. */
-  when?: string;
-  onFailure?: 'fail' | 'hold' | 'compensate' | 'continue';
-  retry?: { maxAttempts?: number; backoff?: { initial?: string; max?: string } };
-  compensate?: { operation: string };
-  /** How long to wait for a connector's reply before sending the command again. */
-  timeout?: string;
-}
+/** A step as the CRD declares it. */
+export type StepSpec = WorkflowStep;
 
-export interface WorkflowSpec {
-  steps: StepSpec[];
-  notify?: { connector: string; operation: string }[];
-}
+/** What the engine runs of a Workflow: its steps and notifications (the CRD's spec, or part of it). */
+export type WorkflowSpec = Pick<CrdWorkflowSpec, 'steps' | 'notify'>;
 
 export const DEFAULT_STEP_ATTEMPTS = 3;
 export const DEFAULT_REPLY_TIMEOUT_MS = 5 * 60_000;
