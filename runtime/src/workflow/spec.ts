@@ -1,7 +1,8 @@
 // The Workflow spec as the runtime reads it (the CRD schema in crds/workflow.ts is its source), and
 // the pure decisions over it: which step comes next, retry delays, failure policy.
-import { planCel, toCel } from '../cel.js';
+
 import type { WorkflowSpec as CrdWorkflowSpec, WorkflowStep } from '../../../crds/workflow.js';
+import { planCel, toCel } from '../cel.js';
 import { parseDurationMs } from '../connectors/config.js';
 
 /** A step as the CRD declares it. */
