@@ -97,6 +97,12 @@ beforeAll(async () => {
     });
   }
   await createNamespace(client, 'argocd');
+  // Established is not yet served everywhere: wait until both kinds answer a list.
+  for (const plural of ['applications', 'appprojects'])
+    await eventually(`${plural} served`, async () => {
+      await client.request('GET', `/apis/argoproj.io/v1alpha1/namespaces/argocd/${plural}`);
+      return true;
+    });
 });
 
 afterAll(async () => {
