@@ -11,8 +11,10 @@ import {
   obj,
   readyColumns,
   replicas,
+  type StoreSpec,
   secretKeyRef,
   statusSchema,
+  storeSchema,
   str,
 } from './schema.js';
 
@@ -25,6 +27,8 @@ export interface ConnectorSpec {
   limits?: { requestsPerSecond?: number; maxConcurrency?: number; timeout?: string };
   circuitBreaker?: { consecutiveFailures?: number; openFor?: string };
   options?: Record<string, unknown>;
+  /** Default embedded: `{embedded: {}}`. */
+  store?: StoreSpec;
   replicas?: number;
   deletionPolicy?: 'delete' | 'retain';
 }
@@ -85,6 +89,11 @@ export const connectorDefinition: KindDefinition = {
         'x-kubernetes-preserve-unknown-fields': true,
         maxProperties: 64,
       },
+      store: storeSchema(
+        'Where the connector keeps its outbox (events it originates: dispatches, payments, master-data changes, and its replies), inbox, ID bindings and change-feed watermarks, so a restart resumes the feed and a broker outage only delays events. Default embedded; PostgreSQL to run more than one replica.',
+        'Connector',
+        { default: { embedded: {} } },
+      ),
       replicas: replicas(),
       deletionPolicy: deletionPolicy(),
     },
@@ -96,6 +105,12 @@ export const connectorDefinition: KindDefinition = {
           message: 'endpoint is required unless driver is simulator',
           fieldPath: '.endpoint',
           reason: 'FieldValueRequired',
+        },
+        {
+          rule: '!has(self.store) || !has(self.store.embedded) || !has(self.replicas) || self.replicas <= 1',
+          message:
+            'an embedded store (the default) allows at most one replica: set store.postgres to run more',
+          fieldPath: '.replicas',
         },
         {
           rule: "self.driver != 'tryton' || self.system == 'erp'",

@@ -99,6 +99,49 @@ export const secretKeyRef = (description: string, defaultKey?: string): Schema =
     ['name'],
   );
 
+/** Where a runtime pod keeps durable state (Workflow orders; Connector outbox, inbox, watermarks). */
+export interface StoreSpec {
+  postgres?: { urlSecretRef: { name: string; key?: string } };
+  embedded?: { size?: string; storageClassName?: string };
+}
+
+/** The store field of a Workflow or a Connector: PostgreSQL, or SQLite on a claim the operator creates. */
+export const storeSchema = (description: string, owner: string, extra: Extra = {}): Schema =>
+  obj(
+    `${description} Exactly one of postgres or embedded.`,
+    {
+      postgres: obj(
+        'PostgreSQL.',
+        { urlSecretRef: secretKeyRef('Secret key holding the postgres:// URL.', 'url') },
+        ['urlSecretRef'],
+      ),
+      embedded: obj(
+        `Embedded SQLite on a PersistentVolumeClaim the operator creates (owned by the ${owner}, deleted with it). One replica only; the pod is replaced with the Recreate strategy.`,
+        {
+          size: str('Requested size of the volume.', {
+            pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$',
+            maxLength: 32,
+            default: '1Gi',
+          }),
+          storageClassName: str(
+            "StorageClass of the volume; the cluster's default class when unset. Immutable once the claim exists.",
+            { maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' },
+          ),
+        },
+      ),
+    },
+    [],
+    {
+      'x-kubernetes-validations': [
+        {
+          rule: 'has(self.postgres) != has(self.embedded)',
+          message: 'store needs exactly one of postgres or embedded',
+        },
+      ],
+      ...extra,
+    },
+  );
+
 export const replicas = (): Schema =>
   int('Number of runtime pods. A PodDisruptionBudget is created when more than one.', {
     minimum: 0,

@@ -13,8 +13,10 @@ import {
   readyColumns,
   replicas,
   type Schema,
+  type StoreSpec,
   secretKeyRef,
   statusSchema,
+  storeSchema,
   str,
 } from './schema.js';
 
@@ -25,7 +27,14 @@ export interface ConnectorCall {
 export interface WorkflowStep {
   name: string;
   call?: ConnectorCall;
-  await?: { event: string; timeout?: string };
+  await?: {
+    event: string;
+    timeout?: string;
+    /** Quiet period after which the owning system is asked (fallback for a missed event). */
+    pollAfter?: string;
+    /** The Connector asked; default the Connector of the nearest call step before the await. */
+    connector?: string;
+  };
   onFailure?: 'fail' | 'hold' | 'compensate' | 'continue';
   when?: string;
   timeout?: string;
@@ -34,10 +43,7 @@ export interface WorkflowStep {
 }
 export interface WorkflowSpec {
   api?: { port?: number; authSecretRef?: { name: string; key?: string } };
-  store: {
-    postgres?: { urlSecretRef: { name: string; key?: string } };
-    embedded?: { size?: string; storageClassName?: string };
-  };
+  store: StoreSpec;
   steps: WorkflowStep[];
   notify?: ConnectorCall[];
   replicas?: number;
@@ -70,6 +76,13 @@ const step = obj(
           maxLength: 80,
         }),
         timeout: duration('Fallout is raised when the event has not arrived by then.', '72h'),
+        pollAfter: duration(
+          'Quiet period: when o2c.v1.ShipmentDispatched or o2c.v1.PaymentReceived has not arrived by then, the engine asks the owning system (GetShipment, GetPaymentStatus) and proceeds on what it finds, as if the event had arrived; not yet: it asks again with backoff (doubling, at most hourly) until the timeout. The fallback for a missed event.',
+          '10m',
+        ),
+        connector: objectName(
+          'Connector (same namespace) asked after the quiet period. Default: the Connector of the nearest call step before this one (e.g. the one that released the fulfillment or posted the invoice).',
+        ),
       },
       ['event'],
     ),
@@ -133,39 +146,7 @@ export const workflowDefinition: KindDefinition = {
         }),
         authSecretRef: secretKeyRef('Secret holding the bearer tokens accepted by the order API.', 'tokens'),
       }),
-      store: obj(
-        'Where orders and workflow state live. Exactly one of postgres or embedded.',
-        {
-          postgres: obj(
-            'PostgreSQL.',
-            { urlSecretRef: secretKeyRef('Secret key holding the postgres:// URL.', 'url') },
-            ['urlSecretRef'],
-          ),
-          embedded: obj(
-            'Embedded SQLite on a PersistentVolumeClaim the operator creates (owned by the Workflow, deleted with it). One replica only; the pod is replaced with the Recreate strategy.',
-            {
-              size: str('Requested size of the volume.', {
-                pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$',
-                maxLength: 32,
-                default: '1Gi',
-              }),
-              storageClassName: str(
-                "StorageClass of the volume; the cluster's default class when unset. Immutable once the claim exists.",
-                { maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' },
-              ),
-            },
-          ),
-        },
-        [],
-        {
-          'x-kubernetes-validations': [
-            {
-              rule: 'has(self.postgres) != has(self.embedded)',
-              message: 'store needs exactly one of postgres or embedded',
-            },
-          ],
-        },
-      ),
+      store: storeSchema('Where orders and workflow state live.', 'Workflow'),
       steps: arr('The O2C steps, in order.', step, {
         minItems: 1,
         maxItems: 64,

@@ -1,22 +1,21 @@
-// Connector: no Connector references, its credentials Secret, one command queue bound on o2c.commands.
+// Connector: no Connector references, its credentials and database Secrets, one command queue bound
+// on o2c.commands.
 import { COMMANDS_EXCHANGE } from '../broker.js';
 import { commandRoutingKey } from '../render/runtime-config.js';
 import type { Connector } from '../resources.js';
-import type { KindHandler } from './kind.js';
+import type { KindHandler, SecretReference } from './kind.js';
 
 export const connectorHandler: KindHandler<Connector> = {
   kind: 'Connector',
   connectorRefs: () => [],
-  secretRefs: (c) =>
-    c.spec.credentialsSecretRef
-      ? [
-          {
-            field: 'spec.credentialsSecretRef',
-            secret: c.spec.credentialsSecretRef.name,
-            key: c.spec.credentialsSecretRef.key,
-          },
-        ]
-      : [],
+  secretRefs: (c) => {
+    const refs: SecretReference[] = [];
+    const creds = c.spec.credentialsSecretRef;
+    if (creds) refs.push({ field: 'spec.credentialsSecretRef', secret: creds.name, key: creds.key });
+    const db = c.spec.store?.postgres?.urlSecretRef;
+    if (db) refs.push({ field: 'spec.store.postgres.urlSecretRef', secret: db.name, key: db.key ?? 'url' });
+    return refs;
+  },
   purposes: (c) => [
     {
       purpose: 'commands',

@@ -1,6 +1,7 @@
-// Workflow: every Connector its steps, compensations and notifications call; its API token and
-// database Secrets; one events queue bound to the events its steps await; the order API port.
+// Workflow: every Connector its steps, compensations, await fallbacks and notifications call; its API
+// token and database Secrets; one events queue bound to the events its steps await; the order API port.
 import { DEFAULT_API_PORT } from '../../../runtime/src/contract/runtime-config.js';
+import { awaitFallback } from '../../../runtime/src/workflow/await-fallback.js';
 import { workflowQueues } from '../../../runtime/src/workflow/queues.js';
 import { validateSpec } from '../../../runtime/src/workflow/spec.js';
 import { EVENTS_EXCHANGE } from '../broker.js';
@@ -12,6 +13,15 @@ export const workflowHandler: KindHandler<Workflow> = {
   connectorRefs: (w) => {
     const refs: ConnectorReference[] = [];
     w.spec.steps.forEach((step, i) => {
+      // The Connector an await asks after its quiet period must exist and offer the query.
+      const fallback = awaitFallback(w.spec.steps, i);
+      if (fallback) {
+        refs.push({
+          field: `spec.steps[${i}].await`,
+          connector: fallback.connector,
+          operation: fallback.operation,
+        });
+      }
       if (!step.call) return;
       refs.push({
         field: `spec.steps[${i}].call`,

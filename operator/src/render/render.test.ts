@@ -72,7 +72,11 @@ describe('renderers', () => {
 
   it('a PodDisruptionBudget only above one replica', () => {
     expect(renderPodDisruptionBudget(aConnector())).toBeUndefined();
-    expect(renderPodDisruptionBudget(aConnector({ replicas: 3 }))?.spec).toMatchObject({ maxUnavailable: 1 });
+    expect(
+      renderPodDisruptionBudget(
+        aConnector({ replicas: 3, store: { postgres: { urlSecretRef: { name: 'db' } } } }),
+      )?.spec,
+    ).toMatchObject({ maxUnavailable: 1 });
   });
 
   it('a Workflow Service exposes the API with a cluster IP; a metrics-only Service is headless', () => {
@@ -166,6 +170,21 @@ describe('the embedded store in a cluster', () => {
       name: 'data',
       persistentVolumeClaim: { claimName: 'o2c-workflow-distributor-data' },
     });
+  });
+
+  it('a Connector keeps its outbox and watermarks on a claim by default, with one replica', () => {
+    const c = aConnector({ replicas: 3 });
+    expect(renderDataVolumeClaim(c)).toMatchObject({
+      kind: 'PersistentVolumeClaim',
+      spec: { resources: { requests: { storage: '1Gi' } } },
+    });
+    expect(deploymentOf(c).spec).toMatchObject({ replicas: 1, strategy: { type: 'Recreate' } });
+  });
+
+  it('a Connector on PostgreSQL gets no claim and runs its replicas', () => {
+    const c = aConnector({ replicas: 2, store: { postgres: { urlSecretRef: { name: 'db' } } } });
+    expect(renderDataVolumeClaim(c)).toBeUndefined();
+    expect(deploymentOf(c).spec).toMatchObject({ replicas: 2, strategy: { type: 'RollingUpdate' } });
   });
 
   it('a Workflow on PostgreSQL gets no claim and rolls its pods', () => {
