@@ -147,8 +147,8 @@ beforeAll(async () => {
   };
   const driver = await createDriver({ config, credentials, clock: systemClock });
   runtime = new ConnectorRuntime({ config, driver, publisher: { publish: async () => {} }, logger });
-  stopFeed = (driver as TrytonDriver).startChangeFeed((e) => {
-    feed.push(e);
+  stopFeed = (driver as TrytonDriver).startChangeFeed(async (events) => {
+    feed.push(...(events as TrytonChangeEvent[]));
   });
 });
 

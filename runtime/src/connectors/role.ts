@@ -1,8 +1,10 @@
 // The connector role process: one command queue (o2c.commands, routing key = connector name), the
-// driver behind the governor, replies through the outbox (with a store) or a confirmed publisher.
+// driver behind the governor, replies and the events it originates (change feed, simulator) through
+// the outbox and its relay (with a store) or a confirmed publisher (tests).
 import type { Logger } from 'pino';
 import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, PermanentError } from '../bus/consumer.js';
+import { declareEventLog } from '../bus/event-log.js';
 import { ConfirmPublisher } from '../bus/publisher.js';
 import { DEFAULT_RETRY_POLICY, type QueueSpec, queueName, type RetryPolicy } from '../bus/topology.js';
 import type { QueueRoute } from '../contract/runtime-config.js';
@@ -15,8 +17,9 @@ import { type CredentialSource, FileCredentials, StaticCredentials } from './cre
 import { type ConnectorDriver, ConnectorFailure } from './driver.js';
 import { createDriver } from './drivers.js';
 import { Governor } from './governor.js';
+import type { OriginateEvents } from './origination.js';
 import { ConnectorRuntime, type MessagePublisher } from './runtime.js';
-import type { SimulatorDriver } from './simulator/driver.js';
+import { SimulatorDriver, simulatorEvent } from './simulator/driver.js';
 
 export interface ConnectorRoleOptions {
   config: ConnectorRuntimeConfig;
@@ -80,6 +83,17 @@ function toPublishRequest(publisher: ConfirmPublisher): MessagePublisher {
   };
 }
 
+/** A driver with a change feed of its own (Tryton). */
+interface ChangeFeedDriver {
+  startChangeFeed(
+    originate: OriginateEvents,
+    opts: { onError?: (err: unknown) => void },
+  ): () => Promise<void>;
+}
+
+const hasChangeFeed = (d: ConnectorDriver): d is ConnectorDriver & ChangeFeedDriver =>
+  typeof (d as Partial<ChangeFeedDriver>).startChangeFeed === 'function';
+
 export async function startConnectorRole(options: ConnectorRoleOptions): Promise<ConnectorRole> {
   const { config, connection, store, logger } = options;
   const clock = options.clock ?? systemClock;
@@ -94,6 +108,9 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
     log.warn({ circuit: state }, `circuit ${state}`),
   );
   const driver = options.driver ?? (await createDriver({ config, credentials, clock, governor, store }));
+  // Events this connector originates must be routable before any Workflow declared its queues: the
+  // event log (bound with '#') takes every event, as the workflow role declares it.
+  if (store) await declareEventLog(connection);
   const publisher = new ConfirmPublisher(connection);
   const relay =
     store && options.relay !== false
@@ -111,38 +128,20 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
   });
   if (relay) runtime.onReply = () => relay.wake();
 
-  if ('onChange' in driver && typeof (driver as SimulatorDriver).onChange === 'function') {
-    // Work done inside the simulated systems reaches the workflow as events, like Tryton's poller.
-    (driver as SimulatorDriver).onChange((change) => {
-      const publish =
-        change.kind === 'shipmentDispatched'
-          ? runtime.publishEvent(
-              'o2c.v1.ShipmentDispatched',
-              {
-                case: 'shipmentDispatched',
-                value: {
-                  $typeName: 'o2c.v1.ShipmentDispatched',
-                  orderId: change.orderId,
-                  shipment: change.shipment,
-                },
-              },
-              { subject: change.orderId },
-            )
-          : runtime.publishEvent(
-              'o2c.v1.PaymentReceived',
-              {
-                case: 'paymentReceived',
-                value: {
-                  $typeName: 'o2c.v1.PaymentReceived',
-                  orderId: change.orderId,
-                  payment: change.payment,
-                },
-              },
-              { subject: change.orderId },
-            );
-      publish.catch((err: unknown) =>
-        log.error({ err, orderId: change.orderId }, 'publishing a simulator change failed'),
-      );
+  // Work done inside the system reaches the workflow as events, through the outbox when there is a
+  // store: Tryton's change feed hands each round with its watermark, the simulator each change.
+  let stopFeed: (() => Promise<void>) | undefined;
+  if (hasChangeFeed(driver)) {
+    stopFeed = driver.startChangeFeed(runtime.originate, {
+      onError: (err) => log.warn({ err }, 'change feed round failed; retrying on the next tick'),
+    });
+  } else if (driver instanceof SimulatorDriver) {
+    driver.onChange((change) => {
+      runtime
+        .originate([simulatorEvent(driver.system, change)])
+        .catch((err: unknown) =>
+          log.error({ err, orderId: change.orderId }, 'writing a simulator change to the outbox failed'),
+        );
     });
   }
 
@@ -184,6 +183,7 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
     queue: spec.name,
     async stop() {
       await consumer.stop();
+      await stopFeed?.();
       await relay?.stop();
       await publisher.close();
       await driver.close?.();

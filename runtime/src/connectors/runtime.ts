@@ -2,18 +2,15 @@
 // under the governor and produces the reply — written to the outbox in the same transaction as the
 // inbox claim when a store is configured, else published directly with confirms. Retryable failures
 // are thrown back to the bus consumer, which retries them with its delay policy.
-import { randomUUID } from 'node:crypto';
-import { create, toBinary } from '@bufbuild/protobuf';
-import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
 import { decodeEnvelope } from '../bus/decode-envelope.js';
 import { PoisonMessageError } from '../bus/errors.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import type { ConnectorCommand, ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
-import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import type { Envelope } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage, Store } from '../store/types.js';
 import { type Clock, systemClock } from './clock.js';
-import { COMMAND_TYPE, EVENTS_EXCHANGE, emptyReply, replyMessage } from './commands.js';
+import { COMMAND_TYPE, emptyReply, replyMessage } from './commands.js';
 import { type ConnectorRuntimeConfig, governorLimits } from './config.js';
 import {
   type CallContext,
@@ -25,6 +22,7 @@ import {
   toConnectorFailure,
 } from './driver.js';
 import { Governor } from './governor.js';
+import { type OriginateEvents, originatedMessage, storeOriginator } from './origination.js';
 import { checkOwnership } from './ownership.js';
 
 /** Publishes one message and resolves when the broker confirmed it (the bus ConfirmPublisher). */
@@ -85,6 +83,17 @@ export class ConnectorRuntime {
     this.source = `o2c/${opts.config.namespace ?? 'default'}/connector/${opts.config.name}`;
     if (!this.store && !this.publisher)
       throw new Error('connector runtime needs a store (outbox) or a publisher');
+    this.originate = this.store
+      ? storeOriginator({
+          store: this.store,
+          source: this.source,
+          consumer: `originated.${opts.config.name}`,
+          now: () => this.clock.now(),
+          onCommitted: (messages) => {
+            for (const m of messages) this.onReply?.(m);
+          },
+        })
+      : this.publishOriginated;
   }
 
   /**
@@ -204,34 +213,19 @@ export class ConnectorRuntime {
   /** Notified after every reply written or published (tests, the relay's wake-up). */
   onReply?: (message: OutboxMessage) => void;
 
-  /** Publishes an event about work done inside the external system (a dispatch, a payment). */
-  async publishEvent(
-    routingKey: string,
-    payload: Envelope['payload'],
-    ids: { subject: string; correlationId?: string; idempotencyKey?: string },
-  ): Promise<void> {
-    const envelope = create(EnvelopeSchema, {
-      id: randomUUID(),
-      type: routingKey,
-      source: this.source,
-      subject: ids.subject,
-      time: timestampFromMs(this.clock.now()),
-      correlationId: ids.correlationId ?? ids.subject,
-      idempotencyKey: ids.idempotencyKey ?? '',
-      orderingKey: ids.subject,
-      payload,
-    });
-    const message: OutboxMessage = {
-      id: envelope.id,
-      exchange: EVENTS_EXCHANGE,
-      routingKey,
-      body: toBinary(EnvelopeSchema, envelope),
-      type: routingKey,
-      correlationId: envelope.correlationId,
-      orderingKey: envelope.orderingKey,
-    };
-    if (this.store) await this.store.transaction((tx) => tx.enqueueOutbox([message]));
-    else await this.publisher?.publish(message);
-    this.onReply?.(message);
-  }
+  /**
+   * Events about work done inside the external system (a dispatch, a payment, a master-data change):
+   * with a store, written to its outbox in one transaction with `alsoInTx` (a watermark advance);
+   * without one (tests), published directly.
+   */
+  readonly originate: OriginateEvents;
+
+  private publishOriginated: OriginateEvents = async (events, alsoInTx) => {
+    if (alsoInTx) throw new Error(`connector ${this.config.name} has no store to advance a watermark in`);
+    for (const e of events) {
+      const message = originatedMessage(this.source, e, this.clock.now());
+      await this.publisher?.publish(message);
+      this.onReply?.(message);
+    }
+  };
 }

@@ -34,6 +34,7 @@ import {
   type Shipment,
   ShipmentSchema,
 } from '../../gen/o2c/v1/entities_pb.js';
+import { PaymentReceivedSchema, ShipmentDispatchedSchema } from '../../gen/o2c/v1/events_pb.js';
 import { type Clock, sleep, systemClock } from '../clock.js';
 import {
   type CallContext,
@@ -43,6 +44,7 @@ import {
   type MethodName,
 } from '../driver.js';
 import { fromNanos, multiplyRate, parseDecimalNanos, toNanos } from '../money.js';
+import type { OriginatedEvent } from '../origination.js';
 
 export interface SimulatedCustomer {
   name?: string;
@@ -88,6 +90,30 @@ export interface SimulatorConfig {
 export type SimulatorChange =
   | { kind: 'shipmentDispatched'; orderId: string; shipment: Shipment }
   | { kind: 'paymentReceived'; orderId: string; payment: ReturnType<typeof create<typeof PaymentSchema>> };
+
+/** A simulated change as the event the connector originates; one fact, one idempotency key. */
+export function simulatorEvent(system: string, change: SimulatorChange): OriginatedEvent {
+  if (change.kind === 'shipmentDispatched') {
+    return {
+      type: 'o2c.v1.ShipmentDispatched',
+      subject: change.orderId,
+      idempotencyKey: `${system}:shipment_dispatched:${change.shipment.id}:${change.orderId}`,
+      payload: {
+        case: 'shipmentDispatched',
+        value: create(ShipmentDispatchedSchema, { orderId: change.orderId, shipment: change.shipment }),
+      },
+    };
+  }
+  return {
+    type: 'o2c.v1.PaymentReceived',
+    subject: change.orderId,
+    idempotencyKey: `${system}:payment_received:${change.payment.id}:${change.orderId}`,
+    payload: {
+      case: 'paymentReceived',
+      value: create(PaymentReceivedSchema, { orderId: change.orderId, payment: change.payment }),
+    },
+  };
+}
 
 interface SalesOrderRecord {
   id: string;

@@ -54,7 +54,7 @@ import {
   toConnectorFailure,
 } from '../driver.js';
 import { formatDecimal, fromNanos, money, parseDecimalNanos, toNanos } from '../money.js';
-import type { SimulatorChange } from '../simulator/driver.js';
+import type { OriginateEvents } from '../origination.js';
 import { type CallOptions, TrytonClient, type TrytonClientOptions } from './client.js';
 import { isTrytonError, type TrytonErrorKind } from './errors.js';
 import * as ops from './operations.js';
@@ -116,6 +116,8 @@ export interface ChangeFeedOptions {
   intervalMs?: number;
   /** Called when a poll round fails (it is retried on the next tick). */
   onError?: (err: unknown) => void;
+  /** Called after each round with the number of events it originated (0 without the lease). */
+  onRound?: (events: number) => void;
 }
 
 export interface TrytonDriverInit {
@@ -242,8 +244,8 @@ export class TrytonDriver implements ConnectorDriver {
   private readonly store: Store | undefined;
   private readonly clientFactory: (opts: TrytonClientOptions) => TrytonClient;
   private current?: { version: number; client: TrytonClient };
-  private readonly changeListeners: Array<(e: TrytonChangeEvent) => unknown> = [];
-  private readonly simulatorListeners: Array<(c: SimulatorChange) => void> = [];
+  /** The change feed's watermark without a store (tests): lost with the process. */
+  private readonly memoryWatermarks = memoryWatermarkStore();
   private feed?: { stop: () => Promise<void> };
   private closed = false;
   onHttp?: (method: string, ms: number) => void;
@@ -786,79 +788,66 @@ export class TrytonDriver implements ConnectorDriver {
     return out;
   }
 
-  private watermarks(): WatermarkStore {
+  /** The change feed's lease and watermark name: one replica of this Connector polls at a time. */
+  private get feedName(): string {
+    return `o2c.change-feed.${this.config.namespace ?? 'default'}.${this.config.name}`;
+  }
+
+  /**
+   * One poll round: every new change becomes events, handed to `originate` with the watermark
+   * advance, which commits both in one transaction (with a store); a round that fails moves nothing
+   * and is repeated. With a store, the round runs only while holding the feed's lease.
+   */
+  async pollOnce(originate: OriginateEvents, initialSince?: string): Promise<number> {
     const store = this.store;
-    if (!store) return memoryWatermarkStore();
-    return {
-      load: () => store.transaction((tx) => readWatermark(tx, this.system, 'tryton-changes')),
-      save: (w) =>
-        store.transaction((tx) => writeWatermark(tx, this.system, 'tryton-changes', w, this.clock.now())),
-    };
-  }
-
-  /** One poll round: hands every new change to the listeners; the watermark moves only after they all resolved. */
-  async pollOnce(watermarks: WatermarkStore, initialSince?: string): Promise<number> {
-    let n = 0;
-    const c = this.client();
-    for await (const record of pollChanges(c, watermarks, {
-      overlapMs: parseDurationMs(this.options.pollOverlap, 60_000),
-      initialSince: initialSince ?? this.options.changesSince,
-    })) {
-      for (const event of this.toEvents(record)) {
-        n++;
-        for (const l of this.changeListeners) await l(event);
-        for (const l of this.simulatorListeners) {
-          const v = event.payload.value as { orderId: string; shipment?: Shipment; payment?: Payment };
-          if (event.type === 'o2c.v1.ShipmentDispatched' && v.shipment) {
-            l({ kind: 'shipmentDispatched', orderId: event.subject, shipment: v.shipment });
-          } else if (event.type === 'o2c.v1.PaymentReceived' && v.payment) {
-            l({ kind: 'paymentReceived', orderId: event.subject, payment: v.payment });
+    const lease = store ? await store.tryAcquireLease(this.feedName) : undefined;
+    if (store && !lease) return 0;
+    try {
+      const events: TrytonChangeEvent[] = [];
+      const watermarks: WatermarkStore = store
+        ? {
+            load: () => store.transaction((tx) => readWatermark(tx, this.system, 'tryton-changes')),
+            save: (w) =>
+              originate(events, (tx) =>
+                writeWatermark(tx, this.system, 'tryton-changes', w, this.clock.now()),
+              ),
           }
-        }
+        : {
+            load: () => this.memoryWatermarks.load(),
+            save: async (w) => {
+              await originate(events);
+              await this.memoryWatermarks.save(w);
+            },
+          };
+      for await (const record of pollChanges(this.client(), watermarks, {
+        overlapMs: parseDurationMs(this.options.pollOverlap, 60_000),
+        initialSince: initialSince ?? this.options.changesSince,
+      })) {
+        events.push(...this.toEvents(record));
       }
+      return events.length;
+    } finally {
+      await lease?.release();
     }
-    return n;
   }
 
   /**
-   * Starts polling Tryton for shipments done, invoices posted and invoices paid; `onChange` gets each
-   * as an event to publish (await it: the watermark is saved only after a round's events resolved).
-   * Several listeners share one poller. Returns a stop function for this listener.
+   * Starts polling Tryton for shipments done, invoices posted and invoices paid; each round's events
+   * go to `originate` (the connector runtime's: its outbox) together with the watermark advance.
+   * Returns a stop function.
    */
-  startChangeFeed(
-    onChange: (e: TrytonChangeEvent) => unknown,
-    opts: ChangeFeedOptions = {},
-  ): () => Promise<void> {
-    this.changeListeners.push(onChange);
-    this.ensureFeed(opts);
-    return async () => {
-      const i = this.changeListeners.indexOf(onChange);
-      if (i >= 0) this.changeListeners.splice(i, 1);
-      if (this.changeListeners.length === 0 && this.simulatorListeners.length === 0) await this.stopFeed();
-    };
-  }
-
-  /**
-   * The simulator's change hook, which role.ts already calls: ShipmentDispatched and PaymentReceived
-   * only (role.ts has no InvoicePosted branch; use startChangeFeed for all three).
-   */
-  onChange(listener: (c: SimulatorChange) => void): void {
-    this.simulatorListeners.push(listener);
-    this.ensureFeed({});
-  }
-
-  private ensureFeed(opts: ChangeFeedOptions): void {
-    if (this.feed || this.closed) return;
+  startChangeFeed(originate: OriginateEvents, opts: ChangeFeedOptions = {}): () => Promise<void> {
+    if (this.feed || this.closed)
+      throw new Error(`connector ${this.config.name}: the change feed runs already`);
     const intervalMs = opts.intervalMs ?? parseDurationMs(this.options.pollInterval, 5_000);
-    const watermarks = this.watermarks();
     const since = this.options.changesSince ?? new Date(this.clock.now()).toISOString();
     let stopped = false;
     let timer: unknown;
     let round: Promise<void> = Promise.resolve();
     const tick = () => {
-      round = this.pollOnce(watermarks, since)
+      round = this.pollOnce(originate, since)
         .then(
-          () => undefined,
+          (n) => opts.onRound?.(n),
           (err: unknown) => opts.onError?.(err),
         )
         .finally(() => {
@@ -866,13 +855,15 @@ export class TrytonDriver implements ConnectorDriver {
         });
     };
     tick();
-    this.feed = {
+    const feed = {
       stop: async () => {
         stopped = true;
         this.clock.clearTimeout(timer);
         await round;
       },
     };
+    this.feed = feed;
+    return () => this.stopFeed();
   }
 
   private async stopFeed(): Promise<void> {
@@ -883,8 +874,6 @@ export class TrytonDriver implements ConnectorDriver {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.changeListeners.length = 0;
-    this.simulatorListeners.length = 0;
     await this.stopFeed();
   }
 }
