@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { connect } from 'amqplib';
 import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
+import { AmqpResourceBroker } from '../../operator/src/broker.js';
+import { HANDLERS } from '../../operator/src/controller.js';
 import type { KubeClient, KubeObject } from '../../operator/src/kube.js';
 import { Operator } from '../../operator/src/operator.js';
-import type { AnyResource } from '../../operator/src/resources.js';
+import type { AnyResource, Kind } from '../../operator/src/resources.js';
 import type { LeaseTimings } from '../../operator/src/runtime/leader.js';
 import type { Condition } from '../../operator/src/status/condition.js';
 import type { ControlPlane } from '../envtest/controlplane.js';
@@ -25,10 +27,14 @@ export function startOperator(
     workers?: number;
     leaseTimings?: LeaseTimings;
     healthPort?: number;
+    resyncMs?: number;
+    brokerSecret?: { namespace: string; name: string; key: string };
   } = {},
 ): Operator {
   const operator = new Operator({
     kubeConfig: plane.kubeConfig(),
+    resyncMs: options.resyncMs,
+    brokerSecret: options.brokerSecret,
     log: pino({ level: process.env.O2C_TEST_LOG ?? 'silent' }),
     image: 'ghcr.io/o2c-dev/o2c-runtime:test',
     identity,
@@ -174,5 +180,22 @@ export async function deleteQueues(queues: string[]): Promise<void> {
     }
   } finally {
     await conn.close().catch(() => {});
+  }
+}
+
+/** Everything the operator may have declared for these resources (ordered partitions included). */
+export async function deleteBrokerTopology(
+  namespace: string,
+  resources: Partial<Record<Kind, readonly string[]>>,
+): Promise<void> {
+  const broker = new AmqpResourceBroker(AMQP_URL);
+  try {
+    for (const [kind, names] of Object.entries(resources) as [Kind, string[]][]) {
+      for (const name of names) {
+        await broker.deleteResourceTopology(namespace, kind, name, HANDLERS[kind].allPurposes);
+      }
+    }
+  } finally {
+    await broker.close();
   }
 }

@@ -8,6 +8,7 @@ import { type ControlPlane, startControlPlane } from '../envtest/controlplane.js
 import {
   applyAll,
   createNamespace,
+  deleteBrokerTopology,
   deleteQueues,
   EXAMPLES,
   eventually,
@@ -94,6 +95,8 @@ afterAll(async () => {
   client?.close();
   await plane?.stop();
   await deleteQueues(queuesToClean.flatMap((q) => [q, `${q}.dlq`]));
+  // The example Pipelines are ordered: their partitions and ordering exchanges too.
+  await deleteBrokerTopology(ns, { Pipeline: ['items-to-crm', 'prices-to-crm', 'customers-to-erp'] });
 });
 
 describe('operator lifecycle', () => {

@@ -1,9 +1,10 @@
 // The generated ClusterRole is enough: the operator, authenticated as a user bound only to
 // OPERATOR_RULES (what charts/o2c/templates/clusterrole.yaml holds), reconciles, records Events,
-// holds its Lease and finalizes without a single 403.
+// holds its Lease, reads its broker Secret and finalizes without a single 403 — on an API server
+// with OwnerReferencesPermissionEnforcement (OpenShift's default), which needs update on */finalizers.
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeClient } from '../../operator/src/kube.js';
+import { KubeClient, type KubeObject } from '../../operator/src/kube.js';
 import { Operator } from '../../operator/src/operator.js';
 import { OPERATOR_RULES } from '../../operator/src/permissions.js';
 import { type ControlPlane, startControlPlane } from '../envtest/controlplane.js';
@@ -11,6 +12,7 @@ import {
   AMQP_URL,
   applyAll,
   createNamespace,
+  deleteBrokerTopology,
   deleteQueues,
   EXAMPLES,
   eventually,
@@ -26,7 +28,9 @@ const logged: string[] = [];
 const ns = `rbac-${Date.now().toString(36)}`;
 
 beforeAll(async () => {
-  plane = await startControlPlane();
+  plane = await startControlPlane({
+    apiserverArgs: ['--enable-admission-plugins=OwnerReferencesPermissionEnforcement'],
+  });
   admin = new KubeClient(plane.kubeConfig());
   await createNamespace(admin, ns);
   await admin.apply(
@@ -48,8 +52,15 @@ beforeAll(async () => {
     },
     'test',
   );
+  await admin.create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'o2c-broker', namespace: ns },
+    stringData: { url: AMQP_URL },
+  });
   operator = new Operator({
     kubeConfig: plane.userKubeConfig('o2c-operator'),
+    brokerSecret: { namespace: ns, name: 'o2c-broker', key: 'url' },
     // Every warning the operator logs, to find any 403 among them.
     log: pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) }),
     image: 'ghcr.io/o2c-dev/o2c-runtime:test',
@@ -73,6 +84,8 @@ afterAll(async () => {
     `o2c.${ns}.unbound.commands`,
   );
   await deleteQueues(queues.flatMap((q) => [q, `${q}.dlq`]));
+  // The example Pipelines are ordered: their partitions and ordering exchanges too.
+  await deleteBrokerTopology(ns, { Pipeline: ['items-to-crm', 'prices-to-crm', 'customers-to-erp'] });
 });
 
 describe('the least-privilege ClusterRole', () => {
@@ -99,6 +112,8 @@ describe('the least-privilege ClusterRole', () => {
           driver: 'http',
           endpoint: 'http://crm/',
           replicas: 2,
+          // More than one replica needs a shared store (the embedded default runs one).
+          store: { postgres: { urlSecretRef: { name: 'nope' } } },
           credentialsSecretRef: { name: 'nope' },
         },
       },
@@ -123,7 +138,7 @@ describe('the least-privilege ClusterRole', () => {
       apiVersion: 'v1',
       kind: 'Secret',
       metadata: { name: 'nope', namespace: ns },
-      stringData: { a: 'b' },
+      stringData: { a: 'b', url: 'postgres://db.example/o2c' },
     });
     await eventually('PDB', () => admin.get('PodDisruptionBudget', ns, 'o2c-connector-unbound'));
     await admin.mergePatch('Connector', ns, 'unbound', { spec: { replicas: 1 } });
@@ -135,5 +150,64 @@ describe('the least-privilege ClusterRole', () => {
     await eventually('finalized', async () => (await admin.get('Connector', ns, 'unbound')) === undefined);
 
     expect(logged.filter((l) => l.includes(' 403 '))).toEqual([]);
+  });
+
+  it('never lists or watches Secrets', () => {
+    const verbs = OPERATOR_RULES.filter((r) => r.resources.includes('secrets')).flatMap((r) => r.verbs);
+    expect(verbs).not.toContain('list');
+    expect(verbs).not.toContain('watch');
+  });
+
+  it('needs update on the finalizers: without it the API server refuses every owned child', async () => {
+    const weaker = OPERATOR_RULES.filter((r) => !r.resources.some((x) => x.endsWith('/finalizers')));
+    await admin.apply(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'o2c-no-finalizers' },
+        rules: weaker,
+      },
+      'test',
+    );
+    await admin.apply(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'o2c-no-finalizers' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'o2c-no-finalizers' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'no-finalizers' }],
+      },
+      'test',
+    );
+    const owner = await admin.get<KubeObject>('Connector', ns, 'erp');
+    const weak = new KubeClient(plane.userKubeConfig('no-finalizers'));
+    try {
+      const err = await weak
+        .apply({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: {
+            name: 'owned-by-erp',
+            namespace: ns,
+            ownerReferences: [
+              {
+                apiVersion: 'o2c.dev/v1alpha1',
+                kind: 'Connector',
+                name: 'erp',
+                uid: owner!.metadata.uid!,
+                controller: true,
+                blockOwnerDeletion: true,
+              },
+            ],
+          },
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect((err as Error | undefined)?.message).toContain('cannot set blockOwnerDeletion');
+    } finally {
+      weak.close();
+    }
   });
 });

@@ -9,6 +9,7 @@ import {
   applyAll,
   condition,
   createNamespace,
+  deleteBrokerTopology,
   deleteQueues,
   EXAMPLES,
   eventually,
@@ -76,6 +77,8 @@ afterAll(async () => {
   await operator?.stop();
   await plane?.stop();
   await deleteQueues(queuesToClean);
+  // The example Pipelines are ordered: their partitions and ordering exchanges too.
+  await deleteBrokerTopology(ns, { Pipeline: ['items-to-crm', 'prices-to-crm', 'customers-to-erp'] });
 });
 
 describe('applying examples/distributor', () => {
@@ -254,13 +257,14 @@ describe('children follow their resource', () => {
   });
 
   it('adds a PodDisruptionBudget above one replica and removes it again', async () => {
-    await client.mergePatch('Connector', ns, 'crm', { spec: { replicas: 2 } });
-    await child('PodDisruptionBudget', 'o2c-connector-crm');
-    expect((await child<Deployment>('Deployment', 'o2c-connector-crm')).spec.replicas).toBe(2);
-    await client.mergePatch('Connector', ns, 'crm', { spec: { replicas: 1 } });
+    // A Pipeline keeps no store, so nothing limits it to one replica.
+    await client.mergePatch('Pipeline', ns, 'items-to-crm', { spec: { replicas: 2 } });
+    await child('PodDisruptionBudget', 'o2c-pipeline-items-to-crm');
+    expect((await child<Deployment>('Deployment', 'o2c-pipeline-items-to-crm')).spec.replicas).toBe(2);
+    await client.mergePatch('Pipeline', ns, 'items-to-crm', { spec: { replicas: 1 } });
     await eventually(
       'PDB pruned',
-      async () => (await client.get('PodDisruptionBudget', ns, 'o2c-connector-crm')) === undefined,
+      async () => (await client.get('PodDisruptionBudget', ns, 'o2c-pipeline-items-to-crm')) === undefined,
     );
   });
 });

@@ -1,8 +1,12 @@
 // Prometheus metrics of the controller: reconciles, errors, duration, queue depth.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export class OperatorMetrics {
   readonly registry = new Registry();
+  constructor() {
+    // Heap, RSS, event-loop lag and GC of the process: what to watch against the chart's heap cap.
+    collectDefaultMetrics({ register: this.registry });
+  }
   readonly reconciles = new Counter({
     name: 'o2c_operator_reconciles_total',
     help: 'Reconciles run, by kind and result.',

@@ -1,0 +1,111 @@
+// The operator process under the chart's heap cap (--max-old-space-size=96) in a cluster full of big
+// Secrets (60 of 700 KB, the size of Helm release Secrets, in another namespace): it starts, stays
+// up and reconciles, because it never lists or watches Secrets.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeClient } from '../../operator/src/kube.js';
+import { type ControlPlane, freePort, startControlPlane } from '../envtest/controlplane.js';
+import {
+  AMQP_URL,
+  createNamespace,
+  deleteBrokerTopology,
+  eventually,
+  waitForCondition,
+} from './operator-harness.js';
+
+const REPO = join(import.meta.dirname, '../..');
+const suffix = Date.now().toString(36);
+const ns = `mem-${suffix}`;
+const releases = `releases-${suffix}`;
+const HEAP_MB = 96;
+
+let plane: ControlPlane;
+let client: KubeClient;
+let operator: ChildProcess | undefined;
+let healthPort: number;
+let exit: { code: number | null; signal: string | null } | undefined;
+const stderr: string[] = [];
+
+beforeAll(async () => {
+  plane = await startControlPlane();
+  client = new KubeClient(plane.kubeConfig());
+  await createNamespace(client, ns);
+  await createNamespace(client, releases);
+  // ~700 KB each once base64-encoded, like a Helm release Secret.
+  for (let i = 0; i < 60; i++) {
+    await client.create({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: `sh.helm.release.v1.app.v${i}`, namespace: releases },
+      type: 'helm.sh/release.v1',
+      data: { release: randomBytes(520 * 1024).toString('base64') },
+    });
+  }
+  healthPort = await freePort();
+  operator = spawn(
+    process.execPath,
+    [`--max-old-space-size=${HEAP_MB}`, '--import', 'tsx', 'operator/src/main.ts'],
+    {
+      cwd: REPO,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        KUBECONFIG: plane.kubeconfigPath,
+        O2C_AMQP_URL: AMQP_URL,
+        O2C_RUNTIME_IMAGE: 'o2c:test',
+        POD_NAMESPACE: ns,
+        POD_NAME: 'op-memory',
+        O2C_HEALTH_PORT: String(healthPort),
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  operator.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
+  operator.once('exit', (code, signal) => {
+    exit = { code, signal };
+  });
+}, 120_000);
+
+afterAll(async () => {
+  if (operator && !exit) {
+    const exited = new Promise((r) => operator!.once('exit', r));
+    operator.kill('SIGTERM');
+    await exited;
+  }
+  client?.close();
+  await plane?.stop();
+  await deleteBrokerTopology(ns, { Connector: ['erp'] });
+});
+
+describe(`the operator with a ${HEAP_MB} MB heap and 42 MB of Secrets in the cluster`, () => {
+  it('starts, becomes ready, reconciles a Connector and stays up', async () => {
+    await eventually(
+      'operator ready',
+      async () => {
+        if (exit) throw new Error(`operator exited ${JSON.stringify(exit)}: ${stderr.join('').slice(-2000)}`);
+        const res = await fetch(`http://127.0.0.1:${healthPort}/readyz`).catch(() => undefined);
+        return res?.status === 200;
+      },
+      60_000,
+    );
+    await client.apply(
+      {
+        apiVersion: 'o2c.dev/v1alpha1',
+        kind: 'Connector',
+        metadata: { name: 'erp', namespace: ns },
+        spec: { system: 'erp', driver: 'simulator' },
+      },
+      'kubectl',
+    );
+    await waitForCondition(client, 'Connector', ns, 'erp', 'Reconciled', 'True', undefined, 30_000);
+    const metrics = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+    const heapUsed = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1]);
+    console.info(`operator heap used: ${(heapUsed / 2 ** 20).toFixed(1)} MB (cap ${HEAP_MB} MB)`);
+    expect(heapUsed).toBeLessThan(HEAP_MB * 2 ** 20);
+    expect(exit).toBeUndefined();
+    expect(stderr.join('')).not.toContain('heap out of memory');
+  });
+});
