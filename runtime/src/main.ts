@@ -4,8 +4,10 @@
 // it, turns it into the role's options and runs the role until SIGTERM.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import type { StoreSpec } from '../../crds/schema.js';
 import { startHealthServer } from './api/server.js';
 import { BusConnection } from './bus/connection.js';
+import { connectorMigrations } from './connectors/bindings.js';
 import { startConnectorRole } from './connectors/role.js';
 import {
   CONFIG_PATH,
@@ -21,6 +23,7 @@ import { createLogger } from './observability/logger.js';
 import { createRegistry } from './observability/metrics.js';
 import { startPipelineRole } from './roles/pipeline.js';
 import { startWorkflowRole } from './roles/workflow.js';
+import { openStore, registerMigrations } from './store/index.js';
 
 interface SecretKeyRef {
   name: string;
@@ -48,6 +51,13 @@ function brokerUrl(config: RuntimeConfig): string {
   return url;
 }
 
+/** The store URL of a Workflow or Connector: PostgreSQL from its Secret, else SQLite on the data volume. */
+function storeUrl(config: RuntimeConfig, store: StoreSpec | undefined): string {
+  if (store?.postgres)
+    return readFileSync(secretFile(config, store.postgres.urlSecretRef, 'url'), 'utf8').trim();
+  return `sqlite:${process.env.O2C_DATA_DIR ?? DATA_DIR}/${config.name}.sqlite`;
+}
+
 const commandRoutingKeys = (config: RuntimeConfig): Record<string, string> =>
   Object.fromEntries(Object.entries(config.connectors).map(([name, c]) => [name, c.routingKey]));
 
@@ -71,11 +81,8 @@ async function main(): Promise<void> {
 
   if (config.role === 'workflow') {
     const { spec } = config;
-    const storeUrl = spec.store.postgres
-      ? readFileSync(secretFile(config, spec.store.postgres.urlSecretRef, 'url'), 'utf8').trim()
-      : `sqlite:${process.env.O2C_DATA_DIR ?? DATA_DIR}/${config.name}.sqlite`;
     const running = await startWorkflowRole({
-      storeUrl,
+      storeUrl: storeUrl(config, spec.store),
       brokerUrl: url,
       apiPort: spec.api?.port ?? DEFAULT_API_PORT,
       healthPort: HEALTH_PORT,
@@ -111,13 +118,20 @@ async function main(): Promise<void> {
       const credentialsDir = spec.credentialsSecretRef
         ? config.secrets[spec.credentialsSecretRef.name]
         : undefined;
+      // Outbox (replies and the events it originates), inbox, ID bindings and change-feed watermarks.
+      registerMigrations(connectorMigrations);
+      const store = await openStore(storeUrl(config, spec.store));
       const running = await startConnectorRole({
         config: { ...spec, name: config.name, namespace: config.namespace, credentialsDir },
         route: queueRoute(config, 'commands'),
         connection: bus,
+        store,
         logger,
       });
-      stopRole = () => running.stop();
+      stopRole = async () => {
+        await running.stop();
+        await store.close();
+      };
     } else {
       const { spec } = config;
       const sink = config.connectors[spec.sink.connector];
