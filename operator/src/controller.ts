@@ -35,7 +35,11 @@ import {
   newFailures,
 } from './status/condition.js';
 import { credentialsResolved, type SecretReferenceCheck } from './status/credentials-resolved.js';
-import { type DeploymentState, deploymentAvailable } from './status/deployment-available.js';
+import {
+  DEPLOYMENT_PROGRESS_REASONS,
+  type DeploymentState,
+  deploymentAvailable,
+} from './status/deployment-available.js';
 import { ready } from './status/ready.js';
 import { reconciled } from './status/reconciled.js';
 import { type ConnectorReferenceCheck, referencesResolved } from './status/references-resolved.js';
@@ -248,7 +252,11 @@ export class Controller {
     if (this.statusChanged(r.status, status)) {
       await this.client.mergePatch(kind, namespace, name, { status }, 'status');
       this.writes++;
-      for (const failure of newFailures(r.status?.conditions, conditions.slice(1))) {
+      for (const failure of newFailures(
+        r.status?.conditions,
+        conditions.slice(1),
+        DEPLOYMENT_PROGRESS_REASONS,
+      )) {
         await this.warn(r, failure.reason, failure.message, log);
       }
       log.debug({ ready: conditions[0]?.status, reason: conditions[0]?.reason }, 'status written');

@@ -64,13 +64,6 @@ async function exchangeExists(name: string): Promise<boolean> {
   }
 }
 
-async function warningEvents(name: string): Promise<Array<{ reason: string; message: string }>> {
-  const events = await client.request<{
-    items: Array<{ reason: string; message: string; type: string; involvedObject: { name: string } }>;
-  }>('GET', `/api/v1/namespaces/${ns}/events`);
-  return events.items.filter((e) => e.involvedObject.name === name && e.type === 'Warning');
-}
-
 beforeAll(async () => {
   plane = await startControlPlane();
   client = new KubeClient(plane.kubeConfig());
@@ -333,5 +326,15 @@ describe('the broker', () => {
     const started = Date.now();
     await eventually('queue declared again', () => queueExists(queue), RESYNC_MS * 4);
     expect(Date.now() - started).toBeLessThan(RESYNC_MS * 4);
+  });
+});
+
+describe('Events', () => {
+  it('records no Warning for a resource whose pods are merely rolling out', async () => {
+    await waitForCondition(client, 'Connector', ns, 'crm', 'DeploymentAvailable', 'False', 'RollingOut');
+    const events = await client.request<{
+      items: Array<{ reason: string; type: string; involvedObject: { name: string } }>;
+    }>('GET', `/api/v1/namespaces/${ns}/events`);
+    expect(events.items.filter((e) => e.involvedObject.name === 'crm' && e.type === 'Warning')).toEqual([]);
   });
 });

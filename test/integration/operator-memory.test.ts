@@ -106,6 +106,14 @@ describe(`the operator with a ${HEAP_MB} MB heap and 42 MB of Secrets in the clu
     console.info(`operator heap used: ${(heapUsed / 2 ** 20).toFixed(1)} MB (cap ${HEAP_MB} MB)`);
     expect(heapUsed).toBeLessThan(HEAP_MB * 2 ** 20);
     expect(exit).toBeUndefined();
+    // The API server's own count: not one LIST or WATCH of Secrets came from the operator.
+    const served = await client.request<string>('GET', '/metrics');
+    const secretReads = served
+      .split('\n')
+      .filter((l) => l.startsWith('apiserver_request_total{') && l.includes('resource="secrets"'))
+      .filter((l) => /verb="(LIST|WATCH)"/.test(l));
+    expect(served).toContain('apiserver_request_total{');
+    expect(secretReads).toEqual([]);
     expect(stderr.join('')).not.toContain('heap out of memory');
   });
 });

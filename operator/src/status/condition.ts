@@ -52,13 +52,17 @@ export function conditionsDiffer(a: readonly Condition[] | undefined, b: readonl
   });
 }
 
-/** Conditions that turned False in this reconcile (each one deserves a Warning Event). */
+/**
+ * Conditions that turned False in this reconcile (each one deserves a Warning Event). Reasons in
+ * `progress` are work under way, such as a rollout, not failures: they get no Warning.
+ */
 export function newFailures(
   previous: readonly Condition[] | undefined,
   next: readonly Condition[],
+  progress: ReadonlySet<string> = new Set(),
 ): Condition[] {
   return next.filter((c) => {
-    if (c.status !== 'False') return false;
+    if (c.status !== 'False' || progress.has(c.reason)) return false;
     const old = previous?.find((p) => p.type === c.type);
     return old?.status !== 'False' || old.reason !== c.reason;
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { conditionsDiffer, mergeConditions, newFailures } from './condition.js';
 import { credentialsResolved } from './credentials-resolved.js';
-import { deploymentAvailable } from './deployment-available.js';
+import { DEPLOYMENT_PROGRESS_REASONS, deploymentAvailable } from './deployment-available.js';
 import { ready } from './ready.js';
 import { reconciled } from './reconciled.js';
 import { referencesResolved } from './references-resolved.js';
@@ -136,5 +136,18 @@ describe('conditions', () => {
     expect(c.message).toContain(
       'Secret o2c-system/o2c-broker not found (the operator setting O2C_BROKER_SECRET)',
     );
+  });
+
+  it.each([
+    ['a rollout under way is no failure', 'RollingOut', []],
+    ['pods that do not come up are one', 'ReplicasUnavailable', ['DeploymentAvailable']],
+  ])('Warning Events: %s', (_n, reason, expected) => {
+    const next = mergeConditions(
+      undefined,
+      [{ type: 'DeploymentAvailable', status: 'False', reason, message: 'm' }],
+      1,
+      T0,
+    );
+    expect(newFailures(undefined, next, DEPLOYMENT_PROGRESS_REASONS).map((c) => c.type)).toEqual(expected);
   });
 });

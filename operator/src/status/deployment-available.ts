@@ -10,6 +10,12 @@ export const DeploymentReason = {
   Unavailable: 'ReplicasUnavailable',
 } as const;
 
+/** A rollout under way is progress, not a failure worth a Warning Event. */
+export const DEPLOYMENT_PROGRESS_REASONS: ReadonlySet<string> = new Set([
+  DeploymentReason.NotCreated,
+  DeploymentReason.RollingOut,
+]);
+
 export interface DeploymentState {
   metadata: { name: string; generation?: number };
   spec?: { replicas?: number };
