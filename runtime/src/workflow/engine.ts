@@ -4,7 +4,7 @@
 // turn into a natural key, so a step re-sent after a crash never acts twice in an external system.
 // Timers (retry delays, reply timeouts, await timeouts) are rows with a due time, so they survive
 // restarts.
-import { clone, equals, fromBinary, toBinary, toJson, toJsonString } from '@bufbuild/protobuf';
+import { clone, create, equals, fromBinary, toBinary, toJson, toJsonString } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
 import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, handleOnce } from '../bus/consumer.js';
@@ -12,13 +12,22 @@ import { EVENTS_EXCHANGE, type QueueSpec, queueName } from '../bus/topology.js';
 import { commandMessage } from '../connectors/commands.js';
 import type { QueueRoute } from '../contract/runtime-config.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
-import { ConnectorCommandSchema } from '../gen/o2c/v1/connector_service_pb.js';
+import { ConnectorCommandSchema, type ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { Logger } from '../observability/logger.js';
 import { EventType } from '../orders/envelope.js';
 import type { OrderChange, OrderRepository } from '../orders/repository.js';
 import type { OutboxMessage, Store, Tx } from '../store/types.js';
+import {
+  type AwaitFallback,
+  awaitFallback,
+  decideAwaitedEvent,
+  decideAwaitTimer,
+  decidePollReply,
+  firstAwaitTimer,
+  POLL_PREFIX,
+} from './await-fallback.js';
 import {
   ACTIVE_STATUSES,
   dueInstances,
@@ -226,6 +235,8 @@ export class WorkflowEngine {
         const step = this.stepOf(inst);
         this.kpis.stepLatency.observe({ step: step.name }, Math.max(0, t.now - inst.updatedAt) / 1000);
         await this.onStepOutcome(tx, t, step, applyReply(reply, t.order, t.inst.context));
+      } else if (inst.status === 'waiting' && reply.step === `${POLL_PREFIX}${inst.step}`) {
+        await this.onPollReply(tx, t, reply);
       } else {
         return;
       }
@@ -242,17 +253,19 @@ export class WorkflowEngine {
     const result = await handleOnce(this.o.store, `${this.o.workflow}.events`, env, async (tx) => {
       const inst = await lockInstance(tx, orderId);
       if (!inst) return; // not an order of this workflow
-      const step = this.stepOf(inst);
-      if (inst.status === 'waiting' && step.await?.event === (d.eventType || env.type)) {
+      const spec = await this.specFor(tx, inst.generation);
+      const decision = decideAwaitedEvent(spec.steps, inst, d.eventType || env.type);
+      if (decision === 'apply') {
         const t = await this.transition(tx, inst);
         if (!t) return;
-        await this.onStepOutcome(tx, t, step, applyAwaitedEvent(env, t.order, t.inst.context));
+        await this.onStepOutcome(tx, t, this.stepOf(inst), applyAwaitedEvent(env, t.order, t.inst.context));
         changes.push(...(await this.commit(tx, t)));
-      } else if (ACTIVE_STATUSES.has(inst.status)) {
+      } else if (decision === 'keep-early') {
         // Arrived before the order reached its await step (e.g. dispatched while the ERP reply is
         // still on its way): keep it for then.
         await keepEarlyEvent(tx, orderId, env.type, fromBinaryBody(env), this.now());
       }
+      // 'ignore': the step it would move is behind the order (the fallback found the fact first).
     });
     this.committed(result.duplicate ? [] : changes);
     return 'ack';
@@ -311,6 +324,17 @@ export class WorkflowEngine {
     }
     const step = this.stepOf(inst);
     if (inst.status === 'waiting') {
+      const fallback = awaitFallback(this.specs.get(inst.generation)!.steps, inst.stepIndex);
+      const decision = decideAwaitTimer(inst.context.await, fallback, t.now);
+      if (decision.kind === 'poll' && fallback) {
+        this.sendPoll(t, step, fallback, decision.nextAt);
+        return;
+      }
+      if (decision.kind === 'wait') {
+        inst.timerAt = decision.until;
+        return;
+      }
+      delete inst.context.await;
       await recordStep(tx, {
         orderId: inst.orderId,
         step: step.name,
@@ -477,10 +501,13 @@ export class WorkflowEngine {
       await this.onStepOutcome(tx, t, step, applyAwaitedEvent(env, t.order, t.inst.context));
       return;
     }
+    // Wake at the end of the quiet period to ask the owning system, or at the timeout.
+    const deadline = t.now + awaitTimeoutMs(step);
+    t.inst.context.await = { deadline, polls: 0 };
     t.inst.status = 'waiting';
     t.inst.attempt = 1;
     t.inst.commandId = null;
-    t.inst.timerAt = t.now + awaitTimeoutMs(step);
+    t.inst.timerAt = firstAwaitTimer(awaitFallback(spec.steps, i), t.now, deadline);
     t.inst.updatedAt = t.now;
     t.order.currentStep = step.name;
   }
@@ -530,6 +557,63 @@ export class WorkflowEngine {
     });
   }
 
+  /** Asks the owning system whether the awaited fact happened (the fallback for a missed event). */
+  private sendPoll(t: Transition, step: StepSpec, fallback: AwaitFallback, nextAt: number): void {
+    const state = t.inst.context.await!;
+    state.polls += 1;
+    const message = commandMessage({
+      namespace: this.o.namespace,
+      connector: fallback.connector,
+      routingKey: this.routingKeyOf(fallback.connector),
+      request: buildRequest(fallback.operation, t.order, t.inst.context),
+      orderId: t.inst.orderId,
+      step: `${POLL_PREFIX}${step.name}`,
+      replyTo: this.replyKey,
+      correlationId: t.inst.orderId,
+      idempotencyKey: `${t.inst.orderId}:${POLL_PREFIX}${step.name}:${state.polls}`,
+      source: this.o.source,
+      now: t.now,
+    });
+    t.commands.push(message);
+    // Still waiting: the event moves the step as before; an unanswered question is asked again.
+    t.inst.commandId = message.id;
+    t.inst.timerAt = nextAt;
+  }
+
+  /** The owning system's answer: proceed as if the event had arrived, or wait for the next question. */
+  private async onPollReply(tx: Tx, t: Transition, reply: ConnectorReply): Promise<void> {
+    const inst = t.inst;
+    const step = this.stepOf(inst);
+    const decision = decidePollReply(reply, inst.orderId);
+    inst.commandId = null;
+    await recordStep(tx, {
+      orderId: inst.orderId,
+      step: `${POLL_PREFIX}${step.name}`,
+      attempt: inst.context.await?.polls ?? 1,
+      outcome:
+        decision.kind === 'proceed' ? 'succeeded' : decision.kind === 'ask-again' ? 'retrying' : 'failed',
+      message: decision.message,
+      startedAt: t.now,
+      endedAt: t.now,
+    });
+    if (decision.kind === 'stop-polling') {
+      if (inst.context.await) {
+        inst.context.await.stopped = true;
+        inst.timerAt = inst.context.await.deadline;
+      }
+      return;
+    }
+    if (decision.kind === 'ask-again') return;
+    // The same path an arriving event takes.
+    const env = create(EnvelopeSchema, {
+      type: decision.event.type,
+      subject: inst.orderId,
+      correlationId: inst.orderId,
+      payload: decision.event.payload,
+    });
+    await this.onStepOutcome(tx, t, step, applyAwaitedEvent(env, t.order, inst.context));
+  }
+
   private async onStepOutcome(tx: Tx, t: Transition, step: StepSpec, outcome: StepOutcome): Promise<void> {
     const inst = t.inst;
     if (outcome.kind === 'done') {
@@ -543,6 +627,7 @@ export class WorkflowEngine {
         endedAt: t.now,
       });
       if (step.call) inst.context.completed.push(step.name);
+      delete inst.context.await;
       this.observeMilestones(t);
       await this.enterStep(tx, t, inst.stepIndex + 1);
       return;

@@ -32,6 +32,7 @@ import {
 } from '../gen/o2c/v1/entities_pb.js';
 import type { Envelope } from '../gen/o2c/v1/events_pb.js';
 import type { EnvelopePayload } from '../orders/envelope.js';
+import type { AwaitState } from './await-fallback.js';
 
 /** What the engine remembers between steps, stored as JSON with the instance. */
 export interface StepContext {
@@ -49,6 +50,8 @@ export interface StepContext {
   stateBeforeHold?: OrderState;
   /** When the order was dispatched (epoch ms), for the invoice-lag KPI. */
   dispatchedAt?: number;
+  /** The await step now waiting: its timeout and the fallback questions asked (await-fallback.ts). */
+  await?: AwaitState;
 }
 
 export function emptyContext(): StepContext {
