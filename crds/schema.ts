@@ -163,7 +163,7 @@ const condition: Schema = obj(
   'One aspect of the current state, in the metav1.Condition shape.',
   {
     type: str(
-      'Kind of condition: Ready, ReferencesResolved, CredentialsResolved, TopologyReady or DeploymentAvailable.',
+      'Kind of condition: Ready, SpecValid, ReferencesResolved, CredentialsResolved, TopologyReady, Reconciled or DeploymentAvailable.',
       {
         maxLength: 316,
         pattern:

@@ -125,6 +125,7 @@ export class KubeClient {
     path: string,
     body?: unknown,
     contentType = 'application/json',
+    accept = 'application/json',
   ): Promise<T> {
     const base = await this.options();
     const url = new URL(path, this.base);
@@ -137,7 +138,7 @@ export class KubeClient {
           method,
           headers: {
             ...(base.headers ?? {}),
-            accept: 'application/json',
+            accept,
             ...(payload ? { 'content-type': contentType, 'content-length': Buffer.byteLength(payload) } : {}),
           },
           timeout: 30_000,

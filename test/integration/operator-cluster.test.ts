@@ -338,3 +338,27 @@ describe('Events', () => {
     expect(events.items.filter((e) => e.involvedObject.name === 'crm' && e.type === 'Warning')).toEqual([]);
   });
 });
+
+describe('kubectl get o2c', () => {
+  it('shows columns a person can act on: Ready, Reason, Available, Age and the message', async () => {
+    const table = await client.request<{
+      columnDefinitions: Array<{ name: string }>;
+      rows: Array<{ cells: unknown[]; object: { metadata: { name: string } } }>;
+    }>(
+      'GET',
+      `/apis/o2c.dev/v1alpha1/namespaces/${ns}/connectors`,
+      undefined,
+      undefined,
+      'application/json;as=Table;v=v1;g=meta.k8s.io',
+    );
+    const columns = table.columnDefinitions.map((c) => c.name);
+    expect(columns).toEqual(['Name', 'System', 'Driver', 'Ready', 'Reason', 'Available', 'Age', 'Message']);
+    const erp = table.rows.find((r) => r.cells[0] === 'erp')!;
+    const cell = (name: string) => erp.cells[columns.indexOf(name)];
+    expect(cell('Ready')).toBe('False');
+    expect(cell('Reason')).toBe('RollingOut');
+    expect(String(cell('Message'))).toContain(
+      'DeploymentAvailable: Deployment o2c-connector-erp is rolling out',
+    );
+  });
+});
