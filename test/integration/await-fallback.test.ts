@@ -1,0 +1,161 @@
+// The fallback for a missed event, on simulator connectors, real RabbitMQ and real PostgreSQL: the
+// engine's events queue is unbound from the awaited events, so the dispatch and payment events the
+// connectors publish never reach it; after the quiet period the engine asks the owning systems
+// (GetShipment, GetPaymentStatus) and the order proceeds to PAID on their answers. Then the dropped
+// dispatch event itself is delivered late, and changes nothing.
+import { timestampMs } from '@bufbuild/protobuf/wkt';
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENTS_EXCHANGE } from '../../runtime/src/bus/topology.js';
+import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
+import { BROKER_URL } from './support/services.js';
+import { distributor, type StackHarness, startStack, waitForState } from './support/stack.js';
+
+const DISPATCH_QUIET_MS = 400;
+/** Long enough to deliver the late dispatch while the order waits for its payment. */
+const PAYMENT_QUIET_MS = 3000;
+const NAME = 'await-fallback';
+const DISPATCH = 'o2c.v1.ShipmentDispatched';
+const PAYMENT = 'o2c.v1.PaymentReceived';
+
+let h: StackHarness;
+let conn: amqp.ChannelModel;
+let ch: amqp.Channel;
+let eventsQueue: string;
+/** Copies of the awaited events the connectors published, as the engine would have received them. */
+const dropped: amqp.ConsumeMessage[] = [];
+const TAP = `o2c.test.${NAME}.dropped`;
+
+const ms = (t: Parameters<typeof timestampMs>[0] | undefined) => (t ? timestampMs(t) : Number.NaN);
+
+beforeAll(async () => {
+  const { spec, connectors } = distributor((s) => {
+    for (const step of s.steps) {
+      if (step.await?.event === DISPATCH) step.await.pollAfter = `${DISPATCH_QUIET_MS}ms`;
+      if (step.await?.event === PAYMENT) step.await.pollAfter = `${PAYMENT_QUIET_MS}ms`;
+    }
+  });
+  h = await startStack({ name: NAME, spec, connectors });
+  eventsQueue = h.stack.workflow.engine!.queueSpecs().find((q) => q.name.endsWith('.events'))!.name;
+  conn = await amqp.connect(BROKER_URL);
+  ch = await conn.createChannel();
+  // Drop the awaited events on their way to the engine, and keep copies.
+  await ch.unbindQueue(eventsQueue, EVENTS_EXCHANGE, DISPATCH);
+  await ch.unbindQueue(eventsQueue, EVENTS_EXCHANGE, PAYMENT);
+  await ch.deleteQueue(TAP);
+  await ch.assertQueue(TAP, { durable: false, exclusive: true });
+  await ch.bindQueue(TAP, EVENTS_EXCHANGE, DISPATCH);
+  await ch.bindQueue(TAP, EVENTS_EXCHANGE, PAYMENT);
+  await ch.consume(
+    TAP,
+    (m) => {
+      if (m) dropped.push(m);
+    },
+    { noAck: true },
+  );
+});
+
+afterAll(async () => {
+  await ch?.bindQueue(eventsQueue, EVENTS_EXCHANGE, DISPATCH).catch(() => {});
+  await ch?.bindQueue(eventsQueue, EVENTS_EXCHANGE, PAYMENT).catch(() => {});
+  await conn?.close().catch(() => {});
+  await h?.stop();
+});
+
+/** Delivers the copies of `type` for the order to the engine's queue, and waits until it consumed them. */
+async function deliverLate(orderId: string, type: string): Promise<void> {
+  const late = dropped.filter((m) => m.properties.type === type && m.properties.correlationId === orderId);
+  expect(late).toHaveLength(1);
+  const m = late[0]!;
+  ch.sendToQueue(eventsQueue, m.content, m.properties);
+  const store = h.stack.workflow.store;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const rows = await store.transaction((tx) =>
+      tx.query('SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2', [
+        'distributor.events',
+        String(m.properties.messageId),
+      ]),
+    );
+    if (rows.length === 1) return;
+    if (Date.now() > deadline) throw new Error(`the late ${type} was not consumed`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function earlyEvents(orderId: string): Promise<number> {
+  const rows = await h.stack.workflow.store.transaction((tx) =>
+    tx.query('SELECT type FROM early_events WHERE order_id = $1', [orderId]),
+  );
+  return rows.length;
+}
+
+async function pollRows(orderId: string, wait: string) {
+  const { steps } = await h.client.getOrderHistory({ id: orderId });
+  const poll = steps.filter((s) => s.step === `poll:${wait}`);
+  const waited = steps.find((s) => s.step === wait && s.outcome === 'succeeded');
+  return { poll, waitedMs: waited ? ms(waited.endTime) - ms(waited.startTime) : Number.NaN };
+}
+
+describe('an await step whose event never arrives', () => {
+  let orderId = '';
+  let submitted = 0;
+
+  it('is moved on by GetShipment within the quiet period and one question', async () => {
+    submitted = Date.now();
+    const { order } = await h.client.submitOrder({
+      idempotencyKey: `fallback-${submitted}`,
+      order: { customerId: 'ACME', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 2 }] },
+    });
+    orderId = order!.id;
+    await waitForState(h.client, orderId, [OrderState.INVOICED], 20_000);
+    // The warehouse published the dispatch; the engine's queue never had it.
+    expect(
+      dropped.filter((m) => m.properties.type === DISPATCH && m.properties.correlationId === orderId),
+    ).toHaveLength(1);
+    const { poll, waitedMs } = await pollRows(orderId, 'await-dispatch');
+    expect(poll.map((p) => p.outcome)).toEqual(['succeeded']);
+    expect(poll[0]!.message).toMatch(/GetShipment: dispatched .*no ShipmentDispatched event arrived/);
+    expect(waitedMs).toBeGreaterThanOrEqual(DISPATCH_QUIET_MS);
+    expect(waitedMs).toBeLessThan(DISPATCH_QUIET_MS + 1500);
+    console.log(
+      `[figure] await-dispatch left after ${waitedMs} ms with a ${DISPATCH_QUIET_MS} ms quiet period`,
+    );
+  });
+
+  it('changes nothing when the dropped dispatch arrives after the fallback moved the order on', async () => {
+    const before = (await h.client.getOrder({ id: orderId })).order!;
+    const historyBefore = (await h.client.getOrderHistory({ id: orderId })).steps.length;
+    expect(before.state).toBe(OrderState.INVOICED); // waiting for the payment, quiet period not over
+    await deliverLate(orderId, DISPATCH);
+    const after = (await h.client.getOrder({ id: orderId })).order!;
+    expect(after.version).toBe(before.version);
+    expect(after.state).toBe(OrderState.INVOICED);
+    expect((await h.client.getOrderHistory({ id: orderId })).steps.length).toBe(historyBefore);
+    // Not kept for later either: no await ahead waits for a dispatch.
+    expect(await earlyEvents(orderId)).toBe(0);
+  });
+
+  it('reaches PAID through GetPaymentStatus within the quiet period and one question', async () => {
+    await waitForState(h.client, orderId, [OrderState.PAID], 20_000);
+    const toPaidMs = Date.now() - submitted;
+    const { poll, waitedMs } = await pollRows(orderId, 'await-payment');
+    expect(poll.map((p) => p.outcome)).toEqual(['succeeded']);
+    expect(poll[0]!.message).toMatch(/GetPaymentStatus: paid/);
+    expect(waitedMs).toBeGreaterThanOrEqual(PAYMENT_QUIET_MS);
+    expect(waitedMs).toBeLessThan(PAYMENT_QUIET_MS + 1500);
+    console.log(
+      `[figure] await-payment left after ${waitedMs} ms with a ${PAYMENT_QUIET_MS} ms quiet period`,
+    );
+    console.log(`[figure] submit to PAID through both fallbacks: ${toPaidMs} ms`);
+  });
+
+  it('changes nothing when the dropped payment arrives after the order is PAID', async () => {
+    const before = (await h.client.getOrder({ id: orderId })).order!;
+    await deliverLate(orderId, PAYMENT);
+    const after = (await h.client.getOrder({ id: orderId })).order!;
+    expect(after.version).toBe(before.version);
+    expect(after.state).toBe(OrderState.PAID);
+    expect(await earlyEvents(orderId)).toBe(0);
+  });
+});
