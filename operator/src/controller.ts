@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { systemOffers } from '../../crds/operations.js';
 import type { ResourceBroker } from './broker.js';
-import { KubeApiError, type KubeClient, type KubeObject } from './kube.js';
+import type { KubeClient, KubeObject } from './kube.js';
 import { connectorHandler } from './reconcile/connector.js';
 import type { KindHandler } from './reconcile/kind.js';
 import { pipelineHandler } from './reconcile/pipeline.js';
@@ -41,7 +41,7 @@ import {
   deploymentAvailable,
 } from './status/deployment-available.js';
 import { ready } from './status/ready.js';
-import { reconciled } from './status/reconciled.js';
+import { failedConditions, reconciled } from './status/reconciled.js';
 import { type ConnectorReferenceCheck, referencesResolved } from './status/references-resolved.js';
 import { specValid } from './status/spec-valid.js';
 import { topologyReady } from './status/topology-ready.js';
@@ -87,6 +87,7 @@ export interface ControllerSettings {
 
 /** While a referenced Secret is missing, look again this often (Secrets are read by name, not watched). */
 export const SECRET_RECHECK_MS = 5_000;
+const BROKER_SECRET_TTL_MS = 1_000;
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -127,6 +128,9 @@ function alreadyApplied(existing: KubeObject, desired: KubeObject): boolean {
 
 export class Controller {
   /** child key -> what we last applied and the resourceVersion it produced; lets a no-op reconcile skip writes. */
+  private brokerRead:
+    | { at: number; result: Promise<{ url?: string; check?: SecretReferenceCheck }> }
+    | undefined;
   private readonly applied = new Map<string, { hash: string; resourceVersion: string; at: number }>();
   writes = 0;
 
@@ -148,8 +152,24 @@ export class Controller {
     }
     const handler = HANDLERS[kind];
     const log = this.log.child({ kind, namespace, name });
-    if (cached.metadata.deletionTimestamp) return this.finalize(cached, handler, log);
+    try {
+      if (cached.metadata.deletionTimestamp) return await this.finalize(cached, handler, log);
+      return await this.reconcileResource(cached, handler, log);
+    } catch (err) {
+      // Errors after which status was written are RetryableErrors; anything else reaches it here.
+      if (!(err instanceof RetryableError)) await this.reportFailure(cached, err as Error, log);
+      throw err;
+    }
+  }
 
+  private async reconcileResource(
+    cached: AnyResource,
+    handler: KindHandler,
+    log: Logger,
+  ): Promise<ReconcileResult> {
+    const { kind } = cached;
+    const namespace = cached.metadata.namespace!;
+    const name = cached.metadata.name;
     let r = cached;
     if (!(r.metadata.finalizers ?? []).includes(FINALIZER)) {
       r = await this.client.mergePatch<AnyResource>(kind, namespace, name, {
@@ -187,7 +207,7 @@ export class Controller {
     const purposes = handler.purposes(r);
     let topology: ComputedCondition;
     let brokerError: unknown;
-    let applyError: KubeApiError | undefined;
+    let applyError: Error | undefined;
     try {
       const queues = await this.broker.declareResourceTopology(namespace, kind, name, purposes);
       topology = topologyReady({ queues });
@@ -215,10 +235,10 @@ export class Controller {
           await this.pruneChild('PodDisruptionBudget', namespace, childName(r));
         applied = reconciled({ applied: children.desired.map((c) => `${c.kind} ${c.metadata.name}`) });
       } catch (err) {
-        if (!(err instanceof KubeApiError)) throw err;
-        // The API server refused a child: say so on the resource, then retry with backoff.
-        applyError = err;
-        applied = reconciled({ error: err.message });
+        // The API server refused a child (or it could not be rendered): say so on the resource, then
+        // retry with backoff.
+        applyError = err as Error;
+        applied = reconciled({ error: applyError.message });
       }
     } else {
       blockedBy = [valid, refs, creds].find((c) => c.status !== 'True')?.message;
@@ -309,7 +329,23 @@ export class Controller {
   private async brokerUrl(): Promise<{ url?: string; check?: SecretReferenceCheck }> {
     const source = this.settings.broker;
     if (!source.secret) return { url: source.url };
-    const { namespace, name, key } = source.secret;
+    // One read serves the reconciles of the next second (a burst after start-up or a resync).
+    const now = this.now().getTime();
+    if (!this.brokerRead || now - this.brokerRead.at > BROKER_SECRET_TTL_MS) {
+      this.brokerRead = { at: now, result: this.readBrokerSecret(source.secret) };
+      this.brokerRead.result.catch(() => {
+        this.brokerRead = undefined;
+      });
+    }
+    return this.brokerRead.result;
+  }
+
+  private async readBrokerSecret(ref: {
+    namespace: string;
+    name: string;
+    key: string;
+  }): Promise<{ url?: string; check?: SecretReferenceCheck }> {
+    const { namespace, name, key } = ref;
     const secret = await this.client.get<Secret>('Secret', namespace, name);
     const encoded = secret?.data?.[key];
     const url = encoded ? Buffer.from(encoded, 'base64').toString('utf8').trim() : '';
@@ -317,6 +353,27 @@ export class Controller {
     const keys = secretKeys(secret)?.filter((k) => k !== key || url !== '');
     const check = { field: 'the operator setting O2C_BROKER_SECRET', secret: name, namespace, key, keys };
     return { url: url || undefined, check };
+  }
+
+  /** A reconcile that failed before writing status: Reconciled=False with the error, and a Warning. */
+  private async reportFailure(r: AnyResource, err: Error, log: Logger): Promise<void> {
+    const conditions = failedConditions(r.status?.conditions, err.message, r.metadata.generation, this.now());
+    if (!conditionsDiffer(r.status?.conditions, conditions)) return;
+    try {
+      await this.client.mergePatch(
+        r.kind,
+        r.metadata.namespace!,
+        r.metadata.name,
+        { status: { observedGeneration: r.metadata.generation, conditions } },
+        'status',
+      );
+      this.writes++;
+      for (const failure of newFailures(r.status?.conditions, conditions.slice(1))) {
+        await this.warn(r, failure.reason, failure.message, log);
+      }
+    } catch (statusErr) {
+      log.warn({ err: statusErr, cause: err.message }, 'could not write the failure into status');
+    }
   }
 
   private statusChanged(old: O2cStatus | undefined, next: O2cStatus): boolean {

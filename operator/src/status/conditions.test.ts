@@ -3,7 +3,7 @@ import { conditionsDiffer, mergeConditions, newFailures } from './condition.js';
 import { credentialsResolved } from './credentials-resolved.js';
 import { DEPLOYMENT_PROGRESS_REASONS, deploymentAvailable } from './deployment-available.js';
 import { ready } from './ready.js';
-import { reconciled } from './reconciled.js';
+import { failedConditions, reconciled } from './reconciled.js';
 import { referencesResolved } from './references-resolved.js';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -149,5 +149,24 @@ describe('conditions', () => {
       T0,
     );
     expect(newFailures(undefined, next, DEPLOYMENT_PROGRESS_REASONS).map((c) => c.type)).toEqual(expected);
+  });
+
+  it('a reconcile that failed early keeps the other conditions and puts the error into Reconciled and Ready', () => {
+    const before = mergeConditions(
+      undefined,
+      [
+        { type: 'Ready', status: 'True', reason: 'Ready', message: 'ok' },
+        { type: 'TopologyReady', status: 'True', reason: 'QueuesDeclared', message: 'q' },
+      ],
+      1,
+      T0,
+    );
+    const after = failedConditions(before, 'GET /api/v1/namespaces/a/secrets/b: 403 forbidden', 2, T1);
+    expect(after.map((c) => [c.type, c.status, c.reason])).toEqual([
+      ['Ready', 'False', 'ApplyFailed'],
+      ['TopologyReady', 'True', 'QueuesDeclared'],
+      ['Reconciled', 'False', 'ApplyFailed'],
+    ]);
+    expect(after[0]!.message).toContain('403 forbidden');
   });
 });
