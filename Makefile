@@ -86,10 +86,14 @@ argocd-cm: deps ## regenerate examples/argocd/argocd-cm.yaml from examples/argoc
 argocd-fixtures: deps services envtest ## capture the Argo CD health fixtures (test/argocd/fixtures) from a real API server
 	tsx test/argocd/capture.ts
 
+build: deps ## compile runtime, operator and CRD types to JavaScript in dist/ (what the image runs)
+	rm -rf dist
+	tsc -p tsconfig.build.json
+
 docker: ## install (Debian docker.io) and start a Docker engine when none answers
 	bash scripts/docker.sh
 
 e2e: ## kind + Helm install (skips where no Docker engine runs)
 	bash test/e2e/run.sh
 
-.PHONY: docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
+.PHONY: build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
