@@ -60,6 +60,8 @@ async function main(): Promise<void> {
         O2C_HEALTH_PORT: String(healthPort),
         O2C_WORKERS: WORKERS,
         O2C_AMQP_URL: AMQP_URL,
+        // Required by the operator; no pod runs here.
+        O2C_RUNTIME_IMAGE: 'o2c:bench',
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
       },
       stdio: ['ignore', 'inherit', 'inherit'],
