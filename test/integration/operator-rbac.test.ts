@@ -85,7 +85,10 @@ afterAll(async () => {
   );
   await deleteQueues(queues.flatMap((q) => [q, `${q}.dlq`]));
   // The example Pipelines are ordered: their partitions and ordering exchanges too.
-  await deleteBrokerTopology(ns, { Pipeline: ['items-to-crm', 'prices-to-crm', 'customers-to-erp'] });
+  await deleteBrokerTopology(ns, {
+    Pipeline: ['items-to-crm', 'prices-to-crm', 'customers-to-erp'],
+    Connector: ['locked'],
+  });
 });
 
 describe('the least-privilege ClusterRole', () => {
@@ -209,5 +212,60 @@ describe('the least-privilege ClusterRole', () => {
     } finally {
       weak.close();
     }
+  });
+
+  it('puts a refused read into status and a Warning Event: a ClusterRole without get on Secrets', async () => {
+    await operator.stop();
+    const noSecrets = OPERATOR_RULES.filter((r) => !r.resources.includes('secrets'));
+    await admin.apply(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'o2c-no-secrets' },
+        rules: noSecrets,
+      },
+      'test',
+    );
+    await admin.apply(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'o2c-no-secrets' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'o2c-no-secrets' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'no-secrets' }],
+      },
+      'test',
+    );
+    operator = new Operator({
+      kubeConfig: plane.userKubeConfig('no-secrets'),
+      log: pino({ level: 'silent' }),
+      image: 'ghcr.io/o2c-dev/o2c-runtime:test',
+      identity: 'op-no-secrets',
+      amqpUrl: AMQP_URL,
+      leaseNamespace: ns,
+      leaseTimings: FAST_LEASE,
+    });
+    await operator.start();
+    await operator.waitUntilLeading();
+    await admin.apply(
+      {
+        apiVersion: 'o2c.dev/v1alpha1',
+        kind: 'Connector',
+        metadata: { name: 'locked', namespace: ns },
+        spec: { system: 'erp', driver: 'simulator', credentialsSecretRef: { name: 'nope' } },
+      },
+      'kubectl',
+    );
+    const c = await waitForCondition(admin, 'Connector', ns, 'locked', 'Reconciled', 'False', 'ApplyFailed');
+    expect(c.message).toContain('403');
+    expect(c.message).toContain('secrets "nope" is forbidden');
+    await eventually('Warning Event', async () => {
+      const events = await admin.request<{
+        items: Array<{ reason: string; type: string; involvedObject: { name: string } }>;
+      }>('GET', `/api/v1/namespaces/${ns}/events`);
+      return events.items.some(
+        (e) => e.involvedObject.name === 'locked' && e.type === 'Warning' && e.reason === 'ApplyFailed',
+      );
+    });
   });
 });
