@@ -21,6 +21,7 @@ import {
   childLabels,
   childMetadata,
   childName,
+  fitName,
   roleOf,
   selectorLabels,
 } from './names.js';
@@ -50,7 +51,8 @@ export const desiredReplicas = (r: AnyResource): number => {
   return usesEmbeddedStore(r) ? Math.min(replicas, 1) : replicas;
 };
 
-const volumeName = (secret: string): string => `secret-${secret}`.slice(0, 63).replace(/-+$/, '');
+/** Volume names are DNS-1123 labels too: two long Secret names must not collide when cut. */
+const volumeName = (secret: string): string => fitName(`secret-${secret}`);
 
 /** The restricted Pod Security Standard, at pod and container level. */
 export const POD_SECURITY_CONTEXT = {

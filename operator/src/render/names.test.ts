@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { childNameOf, MAX_CHILD_NAME } from './names.js';
+import { childNameOf, fitName, MAX_CHILD_NAME } from './names.js';
 
 const fifty = 'a'.repeat(50);
 
@@ -26,5 +26,12 @@ describe('child names', () => {
 
   it('two long names that share the first 50 characters get different children', () => {
     expect(childNameOf('connector', `${fifty}x`)).not.toBe(childNameOf('connector', `${fifty}y`));
+  });
+
+  it('two long Secret volume names that share a prefix stay apart', () => {
+    const a = fitName(`secret-${'s'.repeat(60)}-a`);
+    const b = fitName(`secret-${'s'.repeat(60)}-b`);
+    expect(a).not.toBe(b);
+    expect(a.length).toBeLessThanOrEqual(MAX_CHILD_NAME);
   });
 });

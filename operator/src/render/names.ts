@@ -16,17 +16,21 @@ export const isRole = (s: string): s is Role => ROLES.includes(s as Role);
 export const MAX_CHILD_NAME = 63;
 const HASH_LENGTH = 8;
 
-/**
- * `o2c-<role>-<name>[-<suffix>]`. One that would exceed 63 characters is cut and ends in 8 hex
- * characters of a hash of the full name: deterministic, and two long names sharing a prefix differ.
- */
+/** `o2c-<role>-<name>[-<suffix>]`, shortened by fitName when longer than 63 characters. */
 export function childNameOf(role: Role, name: string, suffix?: string): string {
-  const tail = suffix ? `-${suffix}` : '';
-  const full = `o2c-${role}-${name}${tail}`;
+  return fitName(`o2c-${role}-${name}`, suffix ? `-${suffix}` : '');
+}
+
+/**
+ * `<base><tail>` when it fits 63 characters; otherwise base is cut and followed by 8 hex characters
+ * of a hash of the whole name, then the tail: deterministic, and two long names sharing a prefix differ.
+ */
+export function fitName(base: string, tail = ''): string {
+  const full = `${base}${tail}`;
   if (full.length <= MAX_CHILD_NAME) return full;
   const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_LENGTH);
   const keep = MAX_CHILD_NAME - HASH_LENGTH - 1 - tail.length;
-  return `${`o2c-${role}-${name}`.slice(0, keep).replace(/-+$/, '')}-${hash}${tail}`;
+  return `${base.slice(0, keep).replace(/-+$/, '')}-${hash}${tail}`;
 }
 
 export const childName = (r: AnyResource, suffix?: string): string =>

@@ -38,6 +38,17 @@ describe('the runtime config contract', () => {
       'broker.urlFile is missing',
     ],
     ['a missing name is named', { name: '' }, 'name is missing'],
+    [
+      'exchanges other than the ones the bus uses are refused',
+      {
+        broker: {
+          urlFile: '/u',
+          queues: {},
+          exchanges: { events: 'other.events', commands: 'o2c.commands' },
+        },
+      },
+      'broker.exchanges.events is "other.events", but this runtime uses o2c.events',
+    ],
   ])('%s', (_name, patch, message) => {
     expect(() => parseRuntimeConfig(aConfig(patch), 'config.json')).toThrow(message);
   });

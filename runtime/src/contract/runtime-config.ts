@@ -3,6 +3,7 @@
 import type { ConnectorSpec } from '../../../crds/connector.js';
 import type { PipelineSpec } from '../../../crds/pipeline.js';
 import type { WorkflowSpec } from '../../../crds/workflow.js';
+import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
 
 /** Bumped on any incompatible change; a runtime refuses a config it does not know. */
 export const RUNTIME_CONFIG_API_VERSION = 'o2c.dev/runtime/v1';
@@ -130,7 +131,18 @@ export function parseRuntimeConfig(text: string, source: string): RuntimeConfig 
     );
   }
   if (!isRecord((broker as Record<string, unknown>).queues)) fail('broker.queues is missing');
-  if (!isRecord((broker as Record<string, unknown>).exchanges)) fail('broker.exchanges is missing');
+  const exchanges = (broker as Record<string, unknown>).exchanges;
+  if (!isRecord(exchanges)) return fail('broker.exchanges is missing');
+  // The bus publishes and binds on these two names: a config naming others was rendered for a
+  // different build, and its queues would never see a message.
+  for (const [field, name] of [
+    ['events', EVENTS_EXCHANGE],
+    ['commands', COMMANDS_EXCHANGE],
+  ] as const) {
+    if (exchanges[field] !== name) {
+      fail(`broker.exchanges.${field} is ${JSON.stringify(exchanges[field])}, but this runtime uses ${name}`);
+    }
+  }
   return raw as unknown as RuntimeConfig;
 }
 
