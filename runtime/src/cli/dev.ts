@@ -60,6 +60,12 @@ export async function runDev(argv: string[]): Promise<void> {
       spec: parsed.spec,
       connectors: parsed.connectors,
       storeUrl,
+      // Connector outboxes and change-feed watermarks survive a restart of o2c dev too.
+      connectorStoreUrl: storeUrl.startsWith('sqlite:')
+        ? storeUrl.includes(':memory:')
+          ? 'sqlite::memory:'
+          : storeUrl.replace(/(\.sqlite)?$/, '.connectors.sqlite')
+        : storeUrl,
       brokerUrl,
       host: values.host,
       apiPort: Number(values.port),

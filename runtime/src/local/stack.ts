@@ -5,6 +5,7 @@ import amqp from 'amqplib';
 import type { Registry } from 'prom-client';
 import { BusConnection } from '../bus/connection.js';
 import { deleteQueueTopology, type QueueSpec, type RetryPolicy } from '../bus/topology.js';
+import { connectorMigrations } from '../connectors/bindings.js';
 import type { ConnectorRuntimeConfig } from '../connectors/config.js';
 import { type ConnectorRole, startConnectorRole } from '../connectors/role.js';
 import type { Manifest } from '../manifests.js';
@@ -12,6 +13,8 @@ import { ofKind } from '../manifests.js';
 import type { Logger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { startWorkflowRole, type WorkflowRole } from '../roles/workflow.js';
+import { openStore, registerMigrations } from '../store/index.js';
+import type { Store } from '../store/types.js';
 import type { WorkflowSpec } from '../workflow/spec.js';
 
 export interface LocalStackOptions {
@@ -20,6 +23,11 @@ export interface LocalStackOptions {
   spec: WorkflowSpec;
   connectors: ConnectorRuntimeConfig[];
   storeUrl: string;
+  /**
+   * The connectors' store (outbox, inbox, bindings, watermarks), one for all of them; without it
+   * connectors publish directly (tests). May be the workflow's PostgreSQL URL; for SQLite use another file.
+   */
+  connectorStoreUrl?: string;
   brokerUrl: string;
   host?: string;
   apiPort?: number;
@@ -50,6 +58,11 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     logger: o.logger,
   });
   await connectorBus.start();
+  let connectorStore: Store | undefined;
+  if (o.connectorStoreUrl) {
+    registerMigrations(connectorMigrations);
+    connectorStore = await openStore(o.connectorStoreUrl);
+  }
   const connectors = new Map<string, ConnectorRole>();
   for (const config of o.connectors) {
     connectors.set(
@@ -57,6 +70,8 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       await startConnectorRole({
         config: { ...config, namespace: o.namespace },
         connection: connectorBus,
+        // One store for all: its lease lets one of their outbox relays run at a time.
+        store: connectorStore,
         logger: o.logger,
         retry: o.connectorRetry,
       }),
@@ -86,6 +101,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       ];
       await workflow.stop();
       for (const c of connectors.values()) await c.stop();
+      await connectorStore?.close();
       await connectorBus.close();
       if (options.deleteQueues) await deleteQueues(o.brokerUrl, specs);
     },
