@@ -64,15 +64,25 @@ const COMPRESSED_FLAG = 0b1;
 /** An error body larger than this is not a connect-es protocol error; it passes untouched. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
-async function readAll(body: AsyncIterable<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
+/** The whole body when it is at most `limit` bytes; else what was read and the unread rest. */
+async function readUpTo(
+  body: AsyncIterable<Uint8Array>,
+  limit: number,
+): Promise<{ bytes: Uint8Array; rest?: AsyncIterator<Uint8Array> }> {
   const chunks: Uint8Array[] = [];
   let length = 0;
-  for await (const chunk of body) {
-    length += chunk.byteLength;
-    if (length > limit) return undefined;
-    chunks.push(chunk);
+  const it = body[Symbol.asyncIterator]();
+  for (let next = await it.next(); !next.done; next = await it.next()) {
+    chunks.push(next.value);
+    length += next.value.byteLength;
+    if (length > limit) return { bytes: Buffer.concat(chunks), rest: it };
   }
-  return Buffer.concat(chunks);
+  return { bytes: Buffer.concat(chunks) };
+}
+
+async function* prefixed(head: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
+  yield head;
+  for (let next = await rest.next(); !next.done; next = await rest.next()) yield next.value;
 }
 
 /**
@@ -84,15 +94,23 @@ async function repairConnectUnary(
   settle: (outcome: CallOutcome) => void,
 ): Promise<UniversalServerResponse> {
   const fallback = new ConnectError('', codeFromHttpStatus(res.status));
-  const bytes =
-    res.body && !res.header?.has('content-encoding')
-      ? await readAll(res.body, MAX_ERROR_BODY_BYTES)
-      : undefined;
-  if (!bytes) {
+  if (!res.body || res.header?.has('content-encoding')) {
     settle(failedOutcome(fallback));
     return res;
   }
-  const err = errorFromJsonBytes(bytes, undefined, fallback);
+  const { bytes, rest } = await readUpTo(res.body, MAX_ERROR_BODY_BYTES);
+  if (rest) {
+    // Not a connect-es protocol error (those are small): pass it on untouched.
+    settle(failedOutcome(fallback));
+    return { ...res, body: prefixed(bytes, rest) };
+  }
+  let err: ConnectError;
+  try {
+    err = errorFromJsonBytes(bytes, undefined, fallback);
+  } catch {
+    settle(failedOutcome(fallback));
+    return { ...res, body: oneChunk(bytes) };
+  }
   const fixed = repairWireError(err);
   settle(failedOutcome(fixed));
   if (fixed === err) return { ...res, body: oneChunk(bytes) };
@@ -239,12 +257,15 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
     call.method = uHandler.method.name;
     let uReq: ReturnType<typeof universalRequestFromNodeRequest>;
     try {
-      uReq = universalRequestFromNodeRequest(
-        req as IncomingMessage,
-        res,
-        undefined,
-        createContextValues().set(callKey, record),
-      );
+      uReq = {
+        ...universalRequestFromNodeRequest(
+          req as IncomingMessage,
+          res,
+          undefined,
+          createContextValues().set(callKey, record),
+        ),
+        body: requestBody(req),
+      };
     } catch (err) {
       settle(failedOutcome(ConnectError.from(err, Code.InvalidArgument), true));
       res.writeHead(400).end();
@@ -252,14 +273,7 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
     }
     // connect-node's writer never resolves (it waits for an 'end' a ServerResponse does not emit),
     // so what follows the response hangs on the response's own events.
-    res.once('finish', () => {
-      // Refused before its body was read: HTTP/2 resets the stream with NO_ERROR (RFC 9113 8.1)
-      // rather than read the rest; HTTP/1.1 closes the connection (the header set below).
-      if (isHttp2 && !req.complete) {
-        const stream = (req as Http2ServerRequest).stream;
-        if (!stream.destroyed) stream.close(http2.NGHTTP2_NO_ERROR);
-      }
-    });
+    if (isHttp2) endEarlyAnsweredStream(req as Http2ServerRequest);
     res.once('close', () => settle({ code: 'canceled', level: 'debug', reason: 'the client went away' }));
     uHandler(uReq)
       .then((uRes) => repairResponse(uRes, settle))
@@ -277,6 +291,38 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
         res.end();
       });
   };
+}
+
+/** Time for the trailers of an early answer to leave before the stream is reset. */
+const EARLY_ANSWER_RESET_DELAY_MS = 50;
+
+/**
+ * An HTTP/2 stream answered before its request body was read (refused early) is reset with CANCEL
+ * once the response is out, so the client stops sending; nothing more is read. The reset waits a
+ * moment: right away it can overtake the trailers that carry the status. (RFC 9113 8.1 suggests
+ * NO_ERROR, but a Node client whose upload is blocked by flow control never closes on it.)
+ * HTTP/1.1 closes the connection instead (Connection: close).
+ */
+function endEarlyAnsweredStream(req: Http2ServerRequest): void {
+  const stream = req.stream;
+  stream.once('finish', () => {
+    if (req.complete || stream.destroyed || stream.closed) return;
+    const timer = setTimeout(() => {
+      if (!stream.closed && !stream.destroyed) stream.close(http2.NGHTTP2_CANCEL);
+    }, EARLY_ANSWER_RESET_DELAY_MS);
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
+  });
+}
+
+/**
+ * The request body for connect-es. Its own reader destroys the request when it stops early, which
+ * resets an HTTP/2 stream with NO_ERROR before the response is out; this one leaves the request
+ * alone, and endEarlyAnsweredStream (HTTP/2) or Connection: close (HTTP/1.1) ends it.
+ */
+async function* requestBody(req: NodeRequest): AsyncIterable<Uint8Array> {
+  for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Uint8Array;
+  // (When connect-es stops early, the request stays paused until endEarlyAnsweredStream.)
 }
 
 /** Node enforces a whole-request deadline on HTTP/1.1 only; HTTP/2 streams get the same here. */

@@ -89,8 +89,14 @@ export function recordCall(
     ms: Math.round(seconds * 1e4) / 10,
   };
   if (outcome.level === 'debug') o.logger.debug(entry, 'request');
-  else if (outcome.level === 'warn') o.logger.warn({ ...entry, reason: outcome.reason }, 'request refused');
-  else o.logger.error({ ...entry, reason: outcome.reason, err: outcome.err }, 'request failed');
+  else if (outcome.level === 'warn')
+    o.logger.warn({ ...entry, reason: clip(outcome.reason) }, 'request refused');
+  else o.logger.error({ ...entry, reason: clip(outcome.reason), err: outcome.err }, 'request failed');
+}
+
+/** A hostile request must not make a log line as large as itself. */
+function clip(text: string | undefined): string | undefined {
+  return text && text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
 
 export function observeInterceptor(logger: Logger, metrics: ApiMetrics): Interceptor {

@@ -1,5 +1,6 @@
 // Enforces the protovalidate rules declared in proto/ and turns violations into InvalidArgument with
-// every violated field path in the message and as buf.validate.Violations details.
+// the violated field paths in the message and as buf.validate.Violations details (the first ones:
+// a 500-line order with every line wrong must not produce a megabyte of error and trailers).
 import { createRegistry, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { pathToString } from '@bufbuild/protobuf/reflect';
 import { createValidator, type Violation, violationsToProto } from '@bufbuild/protovalidate';
@@ -14,8 +15,17 @@ export function violationPath(v: Violation): string {
   return pathToString(v.field);
 }
 
+/** Violations named in the error message; the rest are counted. */
+export const MAX_VIOLATIONS_IN_MESSAGE = 10;
+/** Violations carried as error details. */
+export const MAX_VIOLATIONS_IN_DETAILS = 50;
+
 export function describeViolations(violations: Violation[]): string {
-  return violations.map((v) => `${violationPath(v)}: ${v.message}`).join('; ');
+  const named = violations
+    .slice(0, MAX_VIOLATIONS_IN_MESSAGE)
+    .map((v) => `${violationPath(v)}: ${v.message}`);
+  const more = violations.length - named.length;
+  return more > 0 ? `${named.join('; ')}; and ${more} more` : named.join('; ');
 }
 
 /** Throws InvalidArgument when `message` breaks a rule of its schema. */
@@ -24,7 +34,7 @@ export function assertValid<Desc extends DescMessage>(schema: Desc, message: Mes
   if (result.kind === 'valid') return;
   if (result.kind === 'error')
     throw new ConnectError(`validation could not run: ${result.error.message}`, Code.Internal);
-  const [proto, desc] = violationsToProto(result.violations);
+  const [proto, desc] = violationsToProto(result.violations.slice(0, MAX_VIOLATIONS_IN_DETAILS));
   throw new ConnectError(describeViolations(result.violations), Code.InvalidArgument, undefined, [
     { desc, value: proto },
   ]);

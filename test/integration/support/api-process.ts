@@ -23,12 +23,16 @@ export function rssMiBOf(pid: number): number {
   return Number(kb[1]) / 1024;
 }
 
-export function startApiProcess(env: Record<string, string>): Promise<ApiProcess> {
+export function startApiProcess(env: Record<string, string>, nodeArgs: string[] = []): Promise<ApiProcess> {
   // node itself with tsx's loader, not the tsx CLI: the pid must be the process that serves.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/integration/fixtures/api-process.ts'], {
-    env: { ...process.env, O2C_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', 'test/integration/fixtures/api-process.ts'],
+    {
+      env: { ...process.env, O2C_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const logs: Record<string, unknown>[] = [];
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });

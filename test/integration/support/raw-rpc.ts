@@ -3,6 +3,7 @@
 // (HTTP/1.1), and reports the code the server answered, read the way each protocol carries it.
 import { Agent, request as httpRequest } from 'node:http';
 import { type ClientHttp2Session, connect as http2Connect } from 'node:http2';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { Code, ConnectError } from '@connectrpc/connect';
 import {
   codeFromHttpStatus,
@@ -144,10 +145,21 @@ export class RawRpcClient {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
         res.on('end', () => {
-          const bytes = new Uint8Array(Buffer.concat(chunks));
+          // Never throw here: a throw in an event handler would leave the call unanswered.
+          let bytes: Uint8Array = new Uint8Array(Buffer.concat(chunks));
+          // A Connect unary answer may be compressed like the request was (Content-Encoding).
+          const encoding = res.headers['content-encoding'];
+          if (encoding === 'gzip') bytes = gunzipSync(bytes);
+          if (encoding === 'br') bytes = brotliDecompressSync(bytes);
           const status = res.statusCode ?? 0;
           const requestId = res.headers['x-request-id'] as string | undefined;
-          resolve({ ...readHttp1(req.protocol, status, res.headers, bytes), httpStatus: status, requestId });
+          let read: { code: string; message: string };
+          try {
+            read = readHttp1(req.protocol, status, res.headers, bytes);
+          } catch (err) {
+            read = { code: 'unparsable_response', message: String(err) };
+          }
+          resolve({ ...read, httpStatus: status, requestId });
         });
       });
       r.on('timeout', () => r.destroy(new Error('client timeout')));
@@ -223,21 +235,30 @@ function readHttp1(
 ): { code: string; message: string } {
   const headers = toHeaders(rawHeaders);
   const contentType = headers.get('content-type') ?? '';
+  // Frames may be compressed like the request was (grpc-encoding / connect-content-encoding).
+  const inflate = (f: { flags: number; data: Uint8Array }, encoding: string | null) =>
+    (f.flags & 0x01) === 0 ? f.data : encoding === 'br' ? brotliDecompressSync(f.data) : gunzipSync(f.data);
   if (protocol === 'grpc-web') {
     if (headers.has('grpc-status')) return fromError(findTrailerError(headers));
     const trailer = frames(bytes).find((f) => (f.flags & 0x80) !== 0);
     if (!trailer) return { code: `http_${status}`, message: 'no trailer frame' };
-    return fromError(findTrailerError(trailerParse(trailer.data)));
+    return fromError(findTrailerError(trailerParse(inflate(trailer, headers.get('grpc-encoding')))));
   }
   if (status === 200 && contentType.startsWith('application/connect+')) {
     const end = frames(bytes).find((f) => (f.flags & 0x02) !== 0);
     if (!end) return { code: 'http_200', message: 'no end-stream frame' };
-    return fromError(endStreamFromJson(end.data).error);
+    return fromError(endStreamFromJson(inflate(end, headers.get('connect-content-encoding'))).error);
   }
   if (status === 200) return { code: 'ok', message: '' };
   if (!contentType.startsWith('application/json')) return { code: `http_${status}`, message: '' };
-  const err = errorFromJsonBytes(bytes, undefined, new ConnectError('', codeFromHttpStatus(status)));
-  return fromError(err);
+  try {
+    return fromError(errorFromJsonBytes(bytes, undefined, new ConnectError('', codeFromHttpStatus(status))));
+  } catch {
+    return {
+      code: `unparsable_error_body_${status}`,
+      message: new TextDecoder().decode(bytes.subarray(0, 200)),
+    };
+  }
 }
 
 function fromError(err: ConnectError | undefined): { code: string; message: string } {
