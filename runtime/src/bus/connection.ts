@@ -1,17 +1,15 @@
 // One AMQP connection per process role, kept alive: reconnects with capped exponential backoff and
-// jitter, and after every (re)connect re-runs the registered setups in order (topology first, then
-// publishers' and consumers' channels), so a broker restart heals without the callers noticing more
-// than failed in-flight publishes.
+// jitter (at most 5 s apart by default, so a returning broker is used within seconds), and after
+// every (re)connect re-runs the registered setups in order (topology first, then publishers' and
+// consumers' channels), so a broker restart heals without the callers noticing more than failed
+// in-flight publishes.
 import { EventEmitter } from 'node:events';
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import pino, { type Logger } from 'pino';
+import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { declareQueueTopology, type QueueSpec } from './topology.js';
 
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-  multiplier: number;
-}
+export { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 
 export interface BusConnectionOptions {
   /** amqp://user:pass@host:port/vhost; a `heartbeat` query parameter overrides the 10 s default. */
@@ -31,16 +29,6 @@ interface RegisteredSetup {
   name: string;
   order: number;
   run: ConnectionSetup;
-}
-
-/** Capped exponential backoff with "equal jitter": half fixed, half random, never above the cap. */
-export function backoffDelayMs(
-  b: BackoffOptions,
-  attempt: number,
-  random: () => number = Math.random,
-): number {
-  const capped = Math.min(b.maxMs, b.initialMs * b.multiplier ** Math.max(0, attempt - 1));
-  return Math.round(capped / 2 + (random() * capped) / 2);
 }
 
 /** Events of a BusConnection. */
@@ -76,7 +64,7 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
     this.url = withDefaultHeartbeat(options.url);
     this.name = options.name;
     this.logger = (options.logger ?? pino({ name: 'o2c-bus' })).child({ connection: options.name });
-    this.backoff = { initialMs: 200, maxMs: 15_000, multiplier: 2, ...options.reconnect };
+    this.backoff = { initialMs: 200, maxMs: 5_000, multiplier: 2, ...options.reconnect };
   }
 
   get connected(): boolean {

@@ -1,10 +1,12 @@
 // Publishes outbox rows to RabbitMQ after their transaction committed. A row is marked sent only
 // after the broker confirmed it; messages with the same ordering key go out one after the other, so
 // a consumer sees one order's events in the order they were written, even across broker outages.
-// One relay per store holds the lease at a time; the others stand by.
+// One relay per store holds the lease at a time; the others stand by. A store outage or a lost lease
+// (the database restarted under it) only pauses it: it takes the lease again once the store answers.
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import type { Logger } from '../observability/logger.js';
-import type { OutboxRow, Store } from '../store/types.js';
+import type { Lease, OutboxRow, Store } from '../store/types.js';
 
 export interface OutboxPublisher {
   publish(message: {
@@ -28,6 +30,10 @@ export interface OutboxRelayOptions {
   pollMs?: number;
   /** Pause after a failed publish before trying again. */
   retryMs?: number;
+  /** Pace of lease attempts while the store is unreachable. Default 200 ms doubling up to 2 s. */
+  reconnect?: BackoffOptions;
+  /** How often a relay without the lease (another one holds it) tries to take it. Default 2 s. */
+  standbyMs?: number;
   /** Sent rows older than this are deleted. */
   retentionMs?: number;
 }
@@ -52,8 +58,10 @@ export class OutboxRelay {
   private readonly failures?: Counter;
   private readonly pending?: Gauge;
   connected = false;
+  private readonly reconnect: BackoffOptions;
 
   constructor(private readonly options: OutboxRelayOptions) {
+    this.reconnect = options.reconnect ?? { initialMs: 200, maxMs: 2_000, multiplier: 2 };
     if (options.registry) {
       this.published = new Counter({
         name: 'o2c_outbox_published_total',
@@ -104,29 +112,40 @@ export class OutboxRelay {
 
   private async run(): Promise<void> {
     const { store, logger } = this.options;
+    let unreachable = 0;
     while (this.running) {
-      let lease: Awaited<ReturnType<Store['tryAcquireLease']>>;
+      let lease: Lease | undefined;
       try {
         lease = await store.tryAcquireLease('o2c.outbox-relay');
+        unreachable = 0;
       } catch (err) {
-        logger.warn({ err }, 'outbox relay could not reach the store');
-        await this.sleep(this.options.retryMs ?? 1000);
+        unreachable++;
+        if (unreachable === 1 || unreachable % 10 === 0)
+          logger.warn({ err, attempt: unreachable }, 'outbox relay could not reach the store; retrying');
+        await this.sleep(backoffDelayMs(this.reconnect, unreachable));
         continue;
       }
       if (!lease) {
-        await this.sleep(2000);
+        await this.sleep(this.options.standbyMs ?? 2000);
         continue;
       }
+      // The session holding the lock died (database restart): another relay may hold it now.
+      const onLost = () => this.wake();
+      lease.lost.addEventListener('abort', onLost);
       try {
-        while (this.running) {
+        while (this.running && !lease.lost.aborted) {
           const sent = await this.relayBatch();
+          if (lease.lost.aborted) break;
           if (sent === 0) await this.sleep(this.options.pollMs ?? 200);
           else if (sent < 0) await this.sleep(this.options.retryMs ?? 1000);
         }
+        if (lease.lost.aborted)
+          logger.warn({ err: lease.lost.reason }, 'outbox relay lost its store lease; taking it again');
       } catch (err) {
         logger.warn({ err }, 'outbox relay lost the store; retrying');
-        await this.sleep(this.options.retryMs ?? 1000);
+        await this.sleep(backoffDelayMs(this.reconnect, 1));
       } finally {
+        lease.lost.removeEventListener('abort', onLost);
         await lease.release().catch(() => {});
       }
     }

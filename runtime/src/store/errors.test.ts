@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyStoreError, type StoreFailure } from './errors.js';
+import { classifyStoreError, nothingWritten, type StoreFailure, StoreUnreachableError } from './errors.js';
 
 const pgError = (code: string, message = 'db text') =>
   Object.assign(new Error(message), { code, severity: 'ERROR' });
@@ -48,10 +48,30 @@ describe('classifyStoreError', () => {
       Object.assign(new Error('database is not open'), { code: 'ERR_INVALID_STATE' }),
       'unavailable',
     ],
+    [
+      'the database never reached (StoreUnreachableError) is unavailable',
+      new StoreUnreachableError(socketError('ECONNREFUSED')),
+      'unavailable',
+    ],
     ['a TypeError is a defect', new TypeError('x is undefined'), undefined],
     ['a thrown string is a defect', 'boom', undefined],
     ['null is a defect', null, undefined],
   ])('%s', (_name, err, expected) => {
     expect(classifyStoreError(err)).toBe(expected);
+  });
+});
+
+describe('nothingWritten', () => {
+  it.each<[string, unknown, boolean]>([
+    ['a database never reached wrote nothing', new StoreUnreachableError(socketError('ECONNREFUSED')), true],
+    [
+      'a connection lost during a statement may have written (outcome unknown)',
+      pgError('57P01', 'terminating connection due to administrator command'),
+      false,
+    ],
+    ['a broken connection may have written', new Error('Connection terminated unexpectedly'), false],
+    ['a defect proves nothing', new TypeError('x is undefined'), false],
+  ])('%s', (_name, err, expected) => {
+    expect(nothingWritten(err)).toBe(expected);
   });
 });

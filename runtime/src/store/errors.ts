@@ -77,9 +77,27 @@ function sqliteFailure(errcode: number): StoreFailure | undefined {
   }
 }
 
+/**
+ * The database was not reached: no connection could be had, or it broke before the transaction
+ * began, within the store's reconnect window. Nothing was written, so a caller can say so for sure
+ * (the order was not stored) and any retry is safe. `cause` is the driver's error.
+ */
+export class StoreUnreachableError extends Error {
+  override readonly name = 'StoreUnreachableError';
+  constructor(cause: unknown) {
+    super('the database is unreachable; nothing was written', { cause });
+  }
+}
+
+/** True when `err` proves nothing was written (the database was never reached). */
+export function nothingWritten(err: unknown): boolean {
+  return err instanceof StoreUnreachableError;
+}
+
 /** Classifies an error thrown by a store call; `undefined` when it is not a known store condition. */
 export function classifyStoreError(err: unknown): StoreFailure | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
+  if (err instanceof StoreUnreachableError) return 'unavailable';
   const e = err as { code?: unknown; errcode?: unknown; message?: unknown; errors?: unknown };
   if (typeof e.errcode === 'number' && e.code === 'ERR_SQLITE_ERROR') return sqliteFailure(e.errcode);
   // node:sqlite on a closed database (the process is stopping).

@@ -1,6 +1,12 @@
 // PostgreSQL store (production): a pg Pool, transactions on one pooled client, migrations under an
-// advisory lock so several replicas can start at once, leases as session advisory locks.
+// advisory lock so several replicas can start at once, leases as session advisory locks. A database
+// restart must not end the process: every client carries an error listener while it is checked out
+// (pg-pool only guards idle ones), a call that cannot reach the database waits for it with backoff
+// for a bounded time, and a lease whose session died says so through its `lost` signal.
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
+import { classifyStoreError, StoreUnreachableError } from './errors.js';
 import { applyMigrations } from './migrate.js';
 import type { Migration } from './migration.js';
 import { CLAIM_INBOX_SQL, enqueueAll, PENDING_OUTBOX_SQL, toOutboxRow } from './sql-common.js';
@@ -38,22 +44,99 @@ export interface PostgresStoreOptions {
   url: string;
   migrations: Migration[];
   poolSize?: number;
+  /**
+   * How long a call waits for the database to accept a connection (a restart, a failover) before it
+   * fails with StoreUnreachableError. Default 5 s.
+   */
+  reachWithinMs?: number;
+  /** How long one connection attempt may take. Default 5 s. */
+  connectTimeoutMs?: number;
+}
+
+/** Retry pace while the database does not accept connections. */
+const REACH_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000, multiplier: 2 };
+
+/** A checked-out client with its own error listener; `broken` once its connection failed. */
+interface HeldClient {
+  client: pg.PoolClient;
+  readonly broken: boolean;
+  /** Returns the client to the pool, or destroys it when its connection broke. */
+  release(destroy?: boolean): void;
+}
+
+/**
+ * Guards a checked-out client: without a listener of its own, a connection error while checked out
+ * (the server terminating sessions on restart) is an unhandled 'error' event, which ends the process.
+ */
+function hold(client: pg.PoolClient, onLost?: (err: Error) => void): HeldClient {
+  let lostWith: Error | undefined;
+  const onError = (err: Error) => {
+    lostWith ??= err;
+    onLost?.(err);
+  };
+  client.on('error', onError);
+  let released = false;
+  return {
+    client,
+    get broken() {
+      return lostWith !== undefined;
+    },
+    release(destroy = false) {
+      if (released) return;
+      released = true;
+      client.removeListener('error', onError);
+      client.release(lostWith ?? destroy);
+    },
+  };
 }
 
 export class PostgresStore implements Store {
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
+  private readonly reachWithinMs: number;
+  private closed = false;
 
   constructor(private readonly options: PostgresStoreOptions) {
-    this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 20 });
-    // An idle client losing its connection (database restart) must not crash the process.
+    this.reachWithinMs = options.reachWithinMs ?? 5_000;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 20,
+      // A connect to a host that stopped answering must fail, not wait for ever.
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      // A peer that vanished without closing (failover, partition) shows up as a broken socket.
+      keepAlive: true,
+    });
+    // An idle client losing its connection (database restart): pg-pool has already removed it.
     this.pool.on('error', () => {});
   }
 
+  /**
+   * A client whose connection works (`begin` also opens a transaction on it), waiting for the
+   * database with backoff up to reachWithinMs. Fails with StoreUnreachableError: nothing was sent.
+   */
+  private async checkout(begin: boolean, onLost?: (err: Error) => void): Promise<HeldClient> {
+    const deadline = Date.now() + this.reachWithinMs;
+    for (let attempt = 1; ; attempt++) {
+      let held: HeldClient | undefined;
+      try {
+        held = hold(await this.pool.connect(), onLost);
+        if (begin) await held.client.query('BEGIN');
+        return held;
+      } catch (err) {
+        held?.release(true);
+        const delay = backoffDelayMs(REACH_BACKOFF, attempt);
+        if (this.closed || classifyStoreError(err) !== 'unavailable' || Date.now() + delay > deadline) {
+          throw classifyStoreError(err) === 'unavailable' ? new StoreUnreachableError(err) : err;
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
+    const held = await this.checkout(true);
+    const { client } = held;
     try {
-      await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await applyMigrations(
         {
@@ -67,75 +150,84 @@ export class PostgresStore implements Store {
       );
       await client.query('COMMIT');
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
+      await client.query('ROLLBACK').catch(() => held.release(true));
       throw err;
     } finally {
-      client.release();
+      held.release();
     }
   }
 
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken = false;
+    const held = await this.checkout(true);
     try {
-      await client.query('BEGIN');
-      const value = await fn(new PgTx(client));
-      await client.query('COMMIT');
+      const value = await fn(new PgTx(held.client));
+      await held.client.query('COMMIT');
       return value;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
+      await held.client.query('ROLLBACK').catch(() => held.release(true));
       throw err;
     } finally {
-      client.release(broken);
+      held.release();
     }
   }
 
   /** One statement in its own implicit transaction: one round trip. */
   async statement<R extends Record<string, unknown>>(sql: string, params: SqlParam[] = []): Promise<R[]> {
-    const res = await this.pool.query(sql, params as unknown[]);
-    return res.rows as R[];
+    return this.run<R>(sql, params);
   }
 
   async pendingOutbox(limit: number): Promise<OutboxRow[]> {
-    const res = await this.pool.query(PENDING_OUTBOX_SQL, [limit]);
-    return res.rows.map(toOutboxRow);
+    return (await this.run(PENDING_OUTBOX_SQL, [limit])).map(toOutboxRow);
   }
 
   async markOutboxSent(seqs: number[]): Promise<void> {
     if (seqs.length === 0) return;
-    await this.pool.query('UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])', [Date.now(), seqs]);
+    await this.run('UPDATE outbox SET sent_at = $1 WHERE seq = ANY($2::bigint[])', [Date.now(), seqs]);
+  }
+
+  private async run<R extends Record<string, unknown>>(sql: string, params: unknown[]): Promise<R[]> {
+    const held = await this.checkout(false);
+    try {
+      const res = await held.client.query(sql, params);
+      return res.rows as R[];
+    } finally {
+      held.release();
+    }
   }
 
   async tryAcquireLease(name: string): Promise<Lease | undefined> {
-    const client = await this.pool.connect();
+    const lost = new AbortController();
+    // The lock lives as long as this session: its connection breaking ends the lease.
+    const held = await this.checkout(false, (err) => lost.abort(err));
     try {
-      const res = await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS held', [name]);
+      const res = await held.client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS held', [name]);
       if (!res.rows[0]?.held) {
-        client.release();
+        held.release();
         return undefined;
       }
     } catch (err) {
-      client.release(true);
+      held.release(true);
       throw err;
     }
     let released = false;
     return {
+      lost: lost.signal,
       release: async () => {
         if (released) return;
         released = true;
+        if (held.broken) return held.release(true);
         try {
-          await client.query('SELECT pg_advisory_unlock(hashtext($1))', [name]);
-          client.release();
+          await held.client.query('SELECT pg_advisory_unlock(hashtext($1))', [name]);
+          held.release();
         } catch {
-          client.release(true);
+          held.release(true);
         }
       },
     };
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.pool.end();
   }
 }

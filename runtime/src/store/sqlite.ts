@@ -101,7 +101,8 @@ export class SqliteStore implements Store {
   async tryAcquireLease(name: string): Promise<Lease | undefined> {
     if (this.leases.has(name)) return undefined;
     this.leases.add(name);
-    return { release: async () => void this.leases.delete(name) };
+    // One process owns the file: the lease ends only with release().
+    return { lost: new AbortController().signal, release: async () => void this.leases.delete(name) };
   }
 
   async close(): Promise<void> {

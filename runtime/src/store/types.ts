@@ -64,5 +64,10 @@ export interface Store {
 }
 
 export interface Lease {
+  /**
+   * Aborted when the lease is gone without `release()` (PostgreSQL: the session holding the lock
+   * ended, e.g. a database restart), so another holder may already have it: stop working under it.
+   */
+  readonly lost: AbortSignal;
   release(): Promise<void>;
 }
