@@ -58,6 +58,9 @@ function storeUrl(config: RuntimeConfig, store: StoreSpec | undefined): string {
   return `sqlite:${process.env.O2C_DATA_DIR ?? DATA_DIR}/${config.name}.sqlite`;
 }
 
+/** HEALTH_PORT in a pod (the probes point there); O2C_HEALTH_PORT only outside one, e.g. tests on a shared host. */
+const healthPort = (): number => Number(process.env.O2C_HEALTH_PORT || HEALTH_PORT);
+
 const commandRoutingKeys = (config: RuntimeConfig): Record<string, string> =>
   Object.fromEntries(Object.entries(config.connectors).map(([name, c]) => [name, c.routingKey]));
 
@@ -85,7 +88,7 @@ async function main(): Promise<void> {
       storeUrl: storeUrl(config, spec.store),
       brokerUrl: url,
       apiPort: spec.api?.port ?? DEFAULT_API_PORT,
-      healthPort: HEALTH_PORT,
+      healthPort: healthPort(),
       tokensFile: spec.api?.authSecretRef ? secretFile(config, spec.api.authSecretRef, 'tokens') : undefined,
       source,
       workflowGeneration: config.generation,
@@ -153,7 +156,7 @@ async function main(): Promise<void> {
     }
     const health = await startHealthServer({
       host: '0.0.0.0',
-      port: HEALTH_PORT,
+      port: healthPort(),
       registry,
       readiness: async () => (bus.connected ? undefined : 'broker not connected'),
     });
