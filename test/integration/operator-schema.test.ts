@@ -96,6 +96,16 @@ describe('the apiserver rejects invalid resources with a message naming the fiel
       ['spec.replicas', 'less than or equal to 50'],
     ],
     [
+      'a Connector on the embedded default store with two replicas',
+      connector({ replicas: 2 }),
+      ['spec.replicas', 'an embedded store (the default) allows at most one replica'],
+    ],
+    [
+      'a Connector with both a postgres and an embedded store',
+      connector({ store: { embedded: {}, postgres: { urlSecretRef: { name: 'db' } } } }),
+      ['spec.store', 'store needs exactly one of postgres or embedded'],
+    ],
+    [
       'a Connector owning an unknown entity',
       connector({ owns: ['spaceship'] }),
       ['spec.owns[0]', 'Unsupported value'],
@@ -180,6 +190,18 @@ describe('the apiserver rejects invalid resources with a message naming the fiel
       ['spec.steps[0].await.timeout'],
     ],
     [
+      'a Workflow awaiting with a quiet period of "soon"',
+      workflow({ steps: [{ name: 'wait', await: { event: 'o2c.v1.PaymentReceived', pollAfter: 'soon' } }] }),
+      ['spec.steps[0].await.pollAfter'],
+    ],
+    [
+      'a Workflow awaiting with a fallback Connector that is no object name',
+      workflow({
+        steps: [{ name: 'wait', await: { event: 'o2c.v1.PaymentReceived', connector: 'Payments!' } }],
+      }),
+      ['spec.steps[0].await.connector'],
+    ],
+    [
       'a Workflow with both a postgres and an embedded store',
       workflow({ store: { embedded: {}, postgres: { urlSecretRef: { name: 'db' } } } }),
       ['spec.store', 'store needs exactly one of postgres or embedded'],
@@ -222,6 +244,8 @@ describe('the apiserver rejects invalid resources with a message naming the fiel
       replicas: 1,
       deletionPolicy: 'delete',
       circuitBreaker: { openFor: '30s' },
+      // The connector's outbox and watermarks live on a claim unless it names PostgreSQL.
+      store: { embedded: { size: '1Gi' } },
     });
     const wf = await client.get<KubeObject & { spec: { steps: Array<Record<string, unknown>> } }>(
       'Workflow',
@@ -229,5 +253,8 @@ describe('the apiserver rejects invalid resources with a message naming the fiel
       'distributor',
     );
     expect(wf?.spec.steps[0]).toMatchObject({ onFailure: 'hold' });
+    expect(wf?.spec.steps.find((s) => s.name === 'await-dispatch')).toMatchObject({
+      await: { event: 'o2c.v1.ShipmentDispatched', pollAfter: '10m' },
+    });
   });
 });
