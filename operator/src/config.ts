@@ -2,6 +2,7 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { DEFAULT_RESYNC_MS } from './operator.js';
 
 export interface OperatorSettings {
   image: string;
@@ -68,7 +69,7 @@ export function settingsFromEnv(
     identity: env.POD_NAME ?? `${hostname()}-${process.pid}`,
     healthPort: Number(env.O2C_HEALTH_PORT ?? 8081),
     workers: positive(env, 'O2C_WORKERS', 8),
-    resyncMs: positive(env, 'O2C_RESYNC_SECONDS', 300) * 1000,
+    resyncMs: positive(env, 'O2C_RESYNC_SECONDS', DEFAULT_RESYNC_MS / 1000) * 1000,
     logLevel: env.LOG_LEVEL ?? 'info',
   };
 }
