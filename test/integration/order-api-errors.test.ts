@@ -207,7 +207,8 @@ describe('failures inside handlers (PostgreSQL, own process)', () => {
       ),
     );
     expect(err.code).toBe(Code.Unavailable);
-    expect(err.rawMessage).toMatch(/retry with the same idempotency key/);
+    // Nothing reached the database: the store knows for sure the order was not taken.
+    expect(err.rawMessage).toMatch(/the order was not accepted; retry with the same idempotency key/);
     expect(err.rawMessage).not.toMatch(/ECONN|terminat|5432|postgres/i);
     const get = await rejection(c.getOrder({ id: 'ord_x' }, { headers: { 'x-request-id': 'outage-get' } }));
     expect(get.code).toBe(Code.Unavailable);

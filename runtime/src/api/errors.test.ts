@@ -8,6 +8,7 @@ import {
   OrderStateError,
   VersionConflictError,
 } from '../orders/repository.js';
+import { StoreUnreachableError } from '../store/errors.js';
 import { ExceptionNotFoundError, ExceptionStateError } from '../workflow/engine.js';
 import { handlerFailure, isClientFault, repairWireError } from './errors.js';
 
@@ -171,9 +172,20 @@ describe('handlerFailure', () => {
     );
   });
 
-  it('tells a submitter whose order may be stored to retry with the same key', () => {
+  it('tells a submitter whose order may be stored that the outcome is unknown, and to retry with the same key', () => {
     const { error } = handlerFailure(pgError('57P01', 'terminating'), { ...ctx, method: 'SubmitOrder' });
     expect(error.code).toBe(Code.Unavailable);
-    expect(error.rawMessage).toMatch(/retry with the same idempotency key/);
+    expect(error.rawMessage).toMatch(
+      /whether the order was accepted is unknown; retry with the same idempotency key/,
+    );
+  });
+
+  it('tells a submitter whose order never reached the database that it was not accepted', () => {
+    const unreachable = new StoreUnreachableError(
+      Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+    );
+    const { error } = handlerFailure(unreachable, { ...ctx, method: 'SubmitOrder' });
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.rawMessage).toMatch(/the order was not accepted; retry with the same idempotency key/);
   });
 });

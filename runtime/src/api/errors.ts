@@ -8,7 +8,7 @@ import {
   OrderStateError,
   VersionConflictError,
 } from '../orders/repository.js';
-import { classifyStoreError } from '../store/errors.js';
+import { classifyStoreError, nothingWritten } from '../store/errors.js';
 import { ExceptionNotFoundError, ExceptionStateError } from '../workflow/engine.js';
 
 /**
@@ -64,6 +64,8 @@ export interface HandlerFailure {
 const STORE_UNAVAILABLE = 'the order store is unavailable; retry later';
 const SUBMIT_OUTCOME_UNKNOWN =
   'the order store is unavailable, so whether the order was accepted is unknown; retry with the same idempotency key';
+const SUBMIT_NOT_STORED =
+  'the order store is unreachable and the order was not accepted; retry with the same idempotency key';
 
 /**
  * Maps whatever a handler (or an interceptor) threw to what the client sees. `method` is the RPC
@@ -96,7 +98,11 @@ export function handlerFailure(err: unknown, context: { method: string; requestI
     case 'unavailable':
       return {
         error: new ConnectError(
-          context.method === 'SubmitOrder' ? SUBMIT_OUTCOME_UNKNOWN : STORE_UNAVAILABLE,
+          context.method !== 'SubmitOrder'
+            ? STORE_UNAVAILABLE
+            : nothingWritten(err)
+              ? SUBMIT_NOT_STORED
+              : SUBMIT_OUTCOME_UNKNOWN,
           Code.Unavailable,
         ),
         expected: false,
