@@ -93,7 +93,13 @@ build: deps ## compile runtime, operator and CRD types to JavaScript in dist/ (w
 docker: ## install (Debian docker.io) and start a Docker engine when none answers
 	bash scripts/docker.sh
 
+cluster: ## a real single-node Kubernetes here (containerd, kubelet, CoreDNS, RabbitMQ, PostgreSQL); prints its kubeconfig
+	@bash test/cluster/up.sh
+
+cluster-down: ## stop make cluster's processes and remove its state (built binaries stay cached)
+	@bash test/cluster/down.sh
+
 e2e: ## kind + Helm install (skips where no Docker engine runs)
 	bash test/e2e/run.sh
 
-.PHONY: build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
+.PHONY: cluster cluster-down build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
