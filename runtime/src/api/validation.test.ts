@@ -83,6 +83,15 @@ describe('order input rules', () => {
       /^customer_id: must not contain control characters/,
     ],
     [
+      'a creation-time filter beyond year 9999 names created_after',
+      () =>
+        assertValid(
+          ListOrdersRequestSchema,
+          create(ListOrdersRequestSchema, { createdAfter: { seconds: 100_000_000_000_000_000n } }),
+        ),
+      /^created_after: /,
+    ],
+    [
       'a NUL in a cancel reason names reason',
       () =>
         assertValid(
