@@ -44,10 +44,10 @@ tryton: ## install Tryton from Debian packages and build the fixture database sn
 test-unit: deps ## unit tests (no I/O)
 	vitest run --config vitest.unit.config.ts
 
-test-integration: deps services envtest helm tryton ## integration tests against real services
+test-integration: deps services envtest helm tryton image ## integration tests against real services
 	vitest run --config vitest.integration.config.ts
 
-test: deps check-generated lint services envtest helm tryton ## everything CI runs: generated-code check, lint, unit, integration
+test: deps check-generated lint services envtest helm tryton image ## everything CI runs: generated-code check, lint, unit, integration
 	vitest run --config vitest.unit.config.ts
 	vitest run --config vitest.integration.config.ts
 
@@ -92,6 +92,9 @@ build: deps ## compile runtime, operator and CRD types to JavaScript in dist/ (w
 
 docker: ## install (Debian docker.io) and start a Docker engine when none answers
 	bash scripts/docker.sh
+
+image: deps ## build the o2c image (o2c:<chart appVersion>, o2c:dev) on locally built base images
+	bash scripts/image/build.sh >/dev/null
 
 cluster: ## a real single-node Kubernetes here (containerd, kubelet, CoreDNS, RabbitMQ, PostgreSQL); prints its kubeconfig
 	@bash test/cluster/up.sh
