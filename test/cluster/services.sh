@@ -18,7 +18,7 @@ fi
 for f in "$here"/services/*.yaml; do
   sed -e "s|@RABBITMQ_IMAGE@|$RABBITMQ_IMAGE|g" -e "s|@POSTGRESQL_IMAGE@|$POSTGRESQL_IMAGE|g" "$f"
   echo ---
-done | kc apply -f - >&2
-kc rollout status statefulset/rabbitmq --timeout=300s >&2
-kc rollout status statefulset/postgresql --timeout=300s >&2
+done | kc apply -f - >>"$CLUSTER_HOME/logs/addons.log"
+kc rollout status statefulset/rabbitmq --timeout=300s >/dev/null
+kc rollout status statefulset/postgresql --timeout=300s >/dev/null
 log "RabbitMQ: amqp://guest:guest@rabbitmq.${SERVICES_NAMESPACE}:5672; PostgreSQL: Secret ${SERVICES_NAMESPACE}/o2c-store (key uri)"

@@ -22,6 +22,14 @@ if ! flock -n 9; then
 fi
 started=0
 
+# put FILE: writes stdin to FILE only when it differs, so a re-run does not touch the config files
+# the parts watch (kube-proxy exits when its configuration file changes).
+put() {
+  local tmp="$1.tmp"
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 alive() { [[ -f "$run/pids/$1" ]] && kill -0 "$(cat "$run/pids/$1")" 2>/dev/null; }
 
 # start NAME BIN ARGS...: runs BIN in its own session (so make's signals do not reach it), with
@@ -151,7 +159,7 @@ kc() { kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 ctrd="$run/containerd"
 ctrd_sock="$ctrd/containerd.sock"
 mkdir -p "$ctrd" "$run/cni/net.d"
-cat >"$ctrd/config.toml" <<TOML
+put "$ctrd/config.toml" <<TOML
 version = 2
 root = "$ctrd/root"
 state = "$ctrd/state"
@@ -192,7 +200,7 @@ state = "$ctrd/state"
 TOML
 # bridge + host-local give each pod an address on $BRIDGE; firewall lets it through the FORWARD
 # chain (Docker sets that chain's policy to DROP); portmap serves hostPort.
-cat >"$run/cni/net.d/10-o2c.conflist" <<JSON
+put "$run/cni/net.d/10-o2c.conflist" <<JSON
 {
   "cniVersion": "0.4.0",
   "name": "o2c",
@@ -262,7 +270,7 @@ start kube-scheduler kube-scheduler "${common[@]}" \
 
 # --- node: kubelet and kube-proxy --------------------------------------------------------------------
 mkdir -p "$run/kubelet"
-cat >"$run/kubelet.yaml" <<YAML
+put "$run/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # This host has cgroup v1 (v2 only mounted beside it); kubelet 1.35 refuses it unless told.
@@ -294,7 +302,7 @@ YAML
 start kubelet kubelet --config="$run/kubelet.yaml" --kubeconfig="$run/kubelet.kubeconfig" \
   --root-dir="$run/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" -v=1
 
-cat >"$run/kube-proxy.yaml" <<YAML
+put "$run/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
@@ -320,9 +328,10 @@ for f in "$here"/addons/*.yaml; do
     -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@LOCAL_PATH_IMAGE@|$LOCAL_PATH_IMAGE|g" \
     -e "s|@VOLUMES_DIR@|$run/volumes|g" "$f"
   echo ---
-done | kc apply -f - >&2
-kc -n kube-system rollout status deployment/coredns --timeout=180s >&2
-kc -n local-path-storage rollout status deployment/local-path-provisioner --timeout=180s >&2
+done | kc apply -f - >>"$run/logs/addons.log"
+kc -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null
+kc -n local-path-storage rollout status deployment/local-path-provisioner --timeout=180s >/dev/null
+bash "$here/services.sh"
 
 if ((started)); then
   log "cluster is up (node $NODE_NAME, API $server_url)"
