@@ -196,7 +196,7 @@ function repairEndFrame(
 }
 
 /** The response with connect-es's early errors repaired; `settle` learns the call's outcome. */
-async function repairResponse(
+export async function repairResponse(
   res: UniversalServerResponse,
   settle: (outcome: CallOutcome) => void,
 ): Promise<UniversalServerResponse> {
@@ -271,8 +271,8 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
       res.writeHead(400).end();
       return;
     }
-    // connect-node's writer never resolves (it waits for an 'end' a ServerResponse does not emit),
-    // so what follows the response hangs on the response's own events.
+    // What follows the response hangs on the response's and stream's own events: connect-node's
+    // writer never resolves (it waits for an 'end' a ServerResponse does not emit).
     if (isHttp2) endEarlyAnsweredStream(req as Http2ServerRequest);
     res.once('close', () => settle({ code: 'canceled', level: 'debug', reason: 'the client went away' }));
     uHandler(uReq)
@@ -322,7 +322,6 @@ function endEarlyAnsweredStream(req: Http2ServerRequest): void {
  */
 async function* requestBody(req: NodeRequest): AsyncIterable<Uint8Array> {
   for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Uint8Array;
-  // (When connect-es stops early, the request stays paused until endEarlyAnsweredStream.)
 }
 
 /** Node enforces a whole-request deadline on HTTP/1.1 only; HTTP/2 streams get the same here. */
