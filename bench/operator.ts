@@ -171,7 +171,8 @@ async function deleteBenchQueues(): Promise<void> {
   const conn = await connect(AMQP_URL, { timeout: 5000 });
   const channels = await Promise.all([0, 1, 2, 3].map(() => conn.createChannel()));
   const names: string[] = [];
-  for (let i = 0; i < PIPELINES; i++) names.push(`o2c.${ns}.items-${i}.sync`);
+  // The operator's purpose name for a Pipeline's source queue (reconcile/pipeline.ts).
+  for (let i = 0; i < PIPELINES; i++) names.push(`o2c.${ns}.items-${i}.events`);
   for (let i = 0; i < CONNECTOR_PAIRS; i++)
     for (const s of ['erp', 'crm']) names.push(`o2c.${ns}.${s}-${i}.commands`);
   await Promise.all(
