@@ -102,7 +102,10 @@ cluster: ## a real single-node Kubernetes here (containerd, kubelet, CoreDNS, Ra
 cluster-down: ## stop make cluster's processes and remove its state (built binaries stay cached)
 	@bash test/cluster/down.sh
 
-e2e: ## kind + Helm install (skips where no Docker engine runs)
+e2e-local: deps helm image ## the e2e scenario on make cluster's node here (brings the cluster up and down when it was down)
+	bash test/e2e/local.sh
+
+e2e: deps ## the same e2e scenario on kind (skips, saying why, where kind's node image cannot be pulled)
 	bash test/e2e/run.sh
 
-.PHONY: cluster cluster-down build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
+.PHONY: cluster cluster-down e2e-local build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures

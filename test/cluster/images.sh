@@ -3,6 +3,7 @@
 # containerd (`docker save | ctr import`): no registry is involved anywhere.
 #   images.sh system        pause, CoreDNS, local-path provisioner (FROM scratch + binaries built here)
 #   images.sh services      RabbitMQ and PostgreSQL from Debian's packages, FROM o2c-debian:bookworm
+#   images.sh build-services the same, built only (make e2e loads them into kind itself)
 #   images.sh load IMAGE... any local Docker image, e.g. o2c:dev
 # An image is imported again only when its Docker image ID changed since the last import.
 set -euo pipefail
@@ -13,7 +14,6 @@ source "$here/env.sh"
 log() { printf 'cluster-images: %s\n' "$*" >&2; }
 ctrd_sock="$CLUSTER_HOME/containerd/containerd.sock"
 stamps="$CLUSTER_HOME/images"
-mkdir -p "$stamps"
 # scripts/docker.sh only when the engine does not answer: a dockerd it started holds its lock.
 docker info >/dev/null 2>&1 || bash "$repo/scripts/docker.sh"
 
@@ -22,6 +22,7 @@ load() {
   local img id stamp
   for img in "$@"; do
     id="$(docker image inspect -f '{{.Id}}' "$img")" || { log "no local Docker image $img"; exit 1; }
+    mkdir -p "$stamps"
     stamp="$stamps/$(printf '%s' "$img" | tr '/:' '__').id"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$id" ]]; then continue; fi
     log "loading $img into containerd"
@@ -55,18 +56,18 @@ system() {
   load "$PAUSE_IMAGE" "$COREDNS_IMAGE" "$LOCAL_PATH_IMAGE"
 }
 
-services() {
+build_services() {
   if ! docker image inspect o2c-debian:bookworm >/dev/null 2>&1; then
     bash "$repo/scripts/image/base.sh" >&2
   fi
   build "$RABBITMQ_IMAGE" "$here/images/rabbitmq"
   build "$POSTGRESQL_IMAGE" "$here/images/postgresql"
-  load "$RABBITMQ_IMAGE" "$POSTGRESQL_IMAGE"
 }
 
 case "${1:-}" in
   system) system ;;
-  services) services ;;
+  services) build_services && load "$RABBITMQ_IMAGE" "$POSTGRESQL_IMAGE" ;;
+  build-services) build_services ;;
   load) shift; load "$@" ;;
-  *) log "usage: images.sh system|services|load IMAGE..."; exit 2 ;;
+  *) log "usage: images.sh system|services|build-services|load IMAGE..."; exit 2 ;;
 esac

@@ -5,9 +5,15 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
 log() { printf 'cluster-services: %s\n' "$*" >&2; }
-kc() { "$CLUSTER_BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" -n "$SERVICES_NAMESPACE" "$@"; }
-
-bash "$here/images.sh" services
+# O2C_SERVICES_KUBECONFIG: another cluster whose nodes have the images already (make e2e on kind).
+kubeconfig="${O2C_SERVICES_KUBECONFIG:-$KUBECONFIG_PATH}"
+kc() { "$CLUSTER_BIN/kubectl" --kubeconfig "$kubeconfig" -n "$SERVICES_NAMESPACE" "$@"; }
+logs="$CLUSTER_HOME/logs"
+if [[ -z "${O2C_SERVICES_KUBECONFIG:-}" ]]; then
+  bash "$here/images.sh" services
+else
+  logs="$(mktemp -d)"
+fi
 kc create namespace "$SERVICES_NAMESPACE" --dry-run=client -o yaml | kc apply -f - >/dev/null
 if ! kc get secret postgresql >/dev/null 2>&1; then
   pw="$(openssl rand -hex 16)"
@@ -18,7 +24,7 @@ fi
 for f in "$here"/services/*.yaml; do
   sed -e "s|@RABBITMQ_IMAGE@|$RABBITMQ_IMAGE|g" -e "s|@POSTGRESQL_IMAGE@|$POSTGRESQL_IMAGE|g" "$f"
   echo ---
-done | kc apply -f - >>"$CLUSTER_HOME/logs/addons.log"
+done | kc apply -f - >>"$logs/addons.log"
 kc rollout status statefulset/rabbitmq --timeout=300s >/dev/null
 kc rollout status statefulset/postgresql --timeout=300s >/dev/null
 log "RabbitMQ: amqp://guest:guest@rabbitmq.${SERVICES_NAMESPACE}:5672; PostgreSQL: Secret ${SERVICES_NAMESPACE}/o2c-store (key uri)"
