@@ -45,6 +45,8 @@ export interface LocalStack {
   workflow: WorkflowRole;
   connectors: Map<string, ConnectorRole>;
   connectorBus: BusConnection;
+  /** The connectors' store, with connectorStoreUrl. */
+  connectorStore?: Store;
   /** Stops everything; with deleteQueues the stack's queues go too (tests, the demo). */
   stop(options?: { deleteQueues?: boolean }): Promise<void>;
 }
@@ -60,6 +62,9 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
   await connectorBus.start();
   let connectorStore: Store | undefined;
   if (o.connectorStoreUrl) {
+    // Two SQLite handles on one file would each run an outbox relay (the embedded lease is per handle).
+    if (o.connectorStoreUrl === o.storeUrl && o.storeUrl.startsWith('sqlite:'))
+      throw new Error('connectorStoreUrl: give the connectors a SQLite file of their own');
     registerMigrations(connectorMigrations);
     connectorStore = await openStore(o.connectorStoreUrl);
   }
@@ -94,6 +99,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     workflow,
     connectors,
     connectorBus,
+    connectorStore,
     async stop(options = {}) {
       const specs = [
         ...(workflow.engine?.queueSpecs() ?? []),

@@ -41,14 +41,18 @@ export async function startStack(options: {
   connectors: ConnectorRuntimeConfig[];
   storeUrl?: string;
   generation?: number;
+  /** Connectors keep their outbox, inbox and watermarks in the workflow's database too. */
+  connectorStore?: boolean;
 }): Promise<StackHarness> {
+  const storeUrl =
+    options.storeUrl ?? (await storeUrlFor(options.store ?? 'postgres', options.name.replace(/-/g, '_')));
   const stack = await startLocalStack({
     namespace: options.name.replace(/[^a-z0-9]/g, '-'),
     workflowName: 'distributor',
     spec: options.spec,
     connectors: options.connectors,
-    storeUrl:
-      options.storeUrl ?? (await storeUrlFor(options.store ?? 'postgres', options.name.replace(/-/g, '_'))),
+    storeUrl,
+    connectorStoreUrl: options.connectorStore ? storeUrl : undefined,
     brokerUrl: BROKER_URL,
     logger: createLogger('test', process.env.O2C_TEST_LOG ?? 'warn'),
     connectorRetry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 500, multiplier: 2 } },
