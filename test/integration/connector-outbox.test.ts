@@ -6,9 +6,9 @@
 // (c) end to end: an order waiting for its payment while the Tryton connector is down and the
 //     customer pays in Tryton reaches PAID once the connector is back.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { create } from '@bufbuild/protobuf';
 import amqp from 'amqplib';
@@ -45,21 +45,34 @@ const run = promisify(execFile);
 const RETRY = { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 500, multiplier: 2 } };
 registerMigrations(connectorMigrations);
 
-/** A RabbitMQ node of this test's own: its own port, data directory and node name. */
+/**
+ * RabbitMQ's own scripts (not the Debian wrapper, which insists on root or the rabbitmq user), found
+ * through PATH and its sbin siblings, so the node and rabbitmqctl run as this user with one cookie.
+ */
+function rabbitmqScripts(): { server: string; ctl: string } {
+  const dirs = (process.env.PATH ?? '').split(delimiter).flatMap((d) => [d, d.replace(/bin$/, 'sbin')]);
+  for (const d of dirs) {
+    const wrapper = join(d, 'rabbitmq-server');
+    if (!existsSync(wrapper)) continue;
+    const bin = dirname(realpathSync(wrapper));
+    return { server: join(bin, 'rabbitmq-server'), ctl: join(bin, 'rabbitmqctl') };
+  }
+  throw new Error('rabbitmq-server is not installed (the RabbitMQ the integration tests use)');
+}
+
+/** A RabbitMQ node of this test's own: its own port, data directory, cookie and node name. */
 async function startPrivateBroker() {
+  const scripts = rabbitmqScripts();
   const dir = mkdtempSync(join(tmpdir(), 'o2c-it-rabbitmq-'));
-  mkdirSync(join(dir, 'mnesia'));
-  mkdirSync(join(dir, 'log'));
-  // rabbitmq-server started as root runs the node as the rabbitmq user.
-  for (const d of [dir, join(dir, 'mnesia'), join(dir, 'log')]) chmodSync(d, 0o777);
   const port = await freePort();
   const node = `o2c-it-outbox-${process.pid}@localhost`;
   writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.local = 127.0.0.1:${port}\n`);
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
-  const child: ChildProcess = spawn('rabbitmq-server', [], {
+  // HOME holds the Erlang cookie the node and rabbitmqctl share.
+  const env = { ...process.env, HOME: dir, RABBITMQ_NODENAME: node };
+  const child: ChildProcess = spawn(scripts.server, [], {
     env: {
-      ...process.env,
-      RABBITMQ_NODENAME: node,
+      ...env,
       RABBITMQ_DIST_PORT: String(await freePort()),
       RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
       RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
@@ -71,7 +84,7 @@ async function startPrivateBroker() {
     detached: true,
   });
   const url = `amqp://guest:guest@127.0.0.1:${port}`;
-  const ctl = (...args: string[]) => run('rabbitmqctl', ['-n', node, ...args], { timeout: 120_000 });
+  const ctl = (...args: string[]) => run(scripts.ctl, ['-n', node, ...args], { env, timeout: 120_000 });
   const answers = async () => {
     try {
       await (await amqp.connect(url)).close();
@@ -90,7 +103,9 @@ async function startPrivateBroker() {
       await ctl('await_startup');
     },
     async dispose() {
-      await ctl('stop').catch(() => child.kill('SIGKILL'));
+      await ctl('stop').catch(() => {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      });
       rmSync(dir, { recursive: true, force: true });
     },
   };
