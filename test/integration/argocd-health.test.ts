@@ -77,6 +77,25 @@ const CAPTURED: Array<[string, string, string, string]> = [
     'Healthy',
     'All conditions are met.',
   ],
+  // Captured by make e2e-local (O2C_E2E_CAPTURE=1) from make cluster's node, pods really running.
+  [
+    'a Connector running on a real cluster is Healthy',
+    'e2e-connector-ready',
+    'Healthy',
+    'All conditions are met.',
+  ],
+  [
+    'a Pipeline running on a real cluster is Healthy',
+    'e2e-pipeline-ready',
+    'Healthy',
+    'All conditions are met.',
+  ],
+  [
+    'a Workflow running on a real cluster is Healthy',
+    'e2e-workflow-ready',
+    'Healthy',
+    'All conditions are met.',
+  ],
   [
     'a Connector whose Deployment has not rolled out yet is Progressing',
     'envtest-connector-rolling-out',
