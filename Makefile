@@ -47,9 +47,10 @@ test-unit: deps ## unit tests (no I/O)
 test-integration: deps services envtest helm tryton image ## integration tests against real services
 	vitest run --config vitest.integration.config.ts
 
-test: deps check-generated lint services envtest helm tryton image ## everything CI runs: generated-code check, lint, unit, integration
+test: deps check-generated lint services envtest helm tryton image ## everything CI runs: generated-code check, lint, unit, integration, e2e-local
 	vitest run --config vitest.unit.config.ts
 	vitest run --config vitest.integration.config.ts
+	bash test/e2e/local.sh
 
 chart-test: deps services envtest helm ## helm lint/template per environment, schema rules, server-side dry-run
 	vitest run --config vitest.integration.config.ts test/integration/chart.test.ts
