@@ -27,7 +27,22 @@ started=0
 put() {
   local tmp="$1.tmp"
   cat >"$tmp"
-  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; put_changed=1; fi
+}
+put_changed=0
+
+# restart_if_changed NAME: a running part whose configuration put just changed is stopped, so the
+# start that follows runs it with the new one.
+restart_if_changed() {
+  local name="$1" pid i
+  if ((put_changed)) && alive "$name"; then
+    pid="$(cat "$run/pids/$name")"
+    log "configuration of $name changed: restarting it"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  put_changed=0
 }
 
 alive() { [[ -f "$run/pids/$1" ]] && kill -0 "$(cat "$run/pids/$1")" 2>/dev/null; }
@@ -200,6 +215,8 @@ state = "$ctrd/state"
 TOML
 # bridge + host-local give each pod an address on $BRIDGE; firewall lets it through the FORWARD
 # chain (Docker sets that chain's policy to DROP); portmap serves hostPort.
+restart_if_changed containerd
+# containerd reloads the CNI configuration itself when it changes.
 put "$run/cni/net.d/10-o2c.conflist" <<JSON
 {
   "cniVersion": "0.4.0",
@@ -223,6 +240,7 @@ put "$run/cni/net.d/10-o2c.conflist" <<JSON
   ]
 }
 JSON
+put_changed=0
 start containerd containerd --config "$ctrd/config.toml"
 ctr() { command ctr --address "$ctrd_sock" "$@"; }
 wait_for "containerd" 60 containerd ctr version
@@ -299,6 +317,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 110
 YAML
+restart_if_changed kubelet
 start kubelet kubelet --config="$run/kubelet.yaml" --kubeconfig="$run/kubelet.kubeconfig" \
   --root-dir="$run/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" -v=1
 
@@ -317,6 +336,7 @@ nodePortAddresses: ["$NODE_IP/32"]
 # Leave the host's conntrack sysctls as they are (0 = do not set).
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
+restart_if_changed kube-proxy
 start kube-proxy kube-proxy --config="$run/kube-proxy.yaml"
 
 wait_for "node $NODE_NAME to be Ready" 180 kubelet \
