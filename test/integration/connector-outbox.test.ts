@@ -5,11 +5,9 @@
 //     from the watermark in its store: nothing lost, nothing published twice;
 // (c) end to end: an order waiting for its payment while the Tryton connector is down and the
 //     customer pays in Tryton reaches PAID once the connector is back.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import amqp from 'amqplib';
 import pino from 'pino';
@@ -36,80 +34,14 @@ import { OrderSchema, OrderState } from '../../runtime/src/gen/o2c/v1/entities_p
 import { stackFromManifests } from '../../runtime/src/local/stack.js';
 import { loadManifests } from '../../runtime/src/manifests.js';
 import { openStore, registerMigrations, type Store } from '../../runtime/src/store/index.js';
-import { freePort, startTryton, type TrytonServer } from '../tryton/server.js';
+import { startTryton, type TrytonServer } from '../tryton/server.js';
+import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
 import { BROKER_URL, freshDatabase, until } from './support/services.js';
 import { type StackHarness, startStack, waitForState } from './support/stack.js';
 
 const logger = pino({ level: process.env.O2C_TEST_LOG ?? 'warn' });
-const run = promisify(execFile);
 const RETRY = { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 500, multiplier: 2 } };
 registerMigrations(connectorMigrations);
-
-/**
- * RabbitMQ's own scripts (not the Debian wrapper, which insists on root or the rabbitmq user), found
- * through PATH and its sbin siblings, so the node and rabbitmqctl run as this user with one cookie.
- */
-function rabbitmqScripts(): { server: string; ctl: string } {
-  const dirs = (process.env.PATH ?? '').split(delimiter).flatMap((d) => [d, d.replace(/bin$/, 'sbin')]);
-  for (const d of dirs) {
-    const wrapper = join(d, 'rabbitmq-server');
-    if (!existsSync(wrapper)) continue;
-    const bin = dirname(realpathSync(wrapper));
-    return { server: join(bin, 'rabbitmq-server'), ctl: join(bin, 'rabbitmqctl') };
-  }
-  throw new Error('rabbitmq-server is not installed (the RabbitMQ the integration tests use)');
-}
-
-/** A RabbitMQ node of this test's own: its own port, data directory, cookie and node name. */
-async function startPrivateBroker() {
-  const scripts = rabbitmqScripts();
-  const dir = mkdtempSync(join(tmpdir(), 'o2c-it-rabbitmq-'));
-  const port = await freePort();
-  const node = `o2c-it-outbox-${process.pid}@localhost`;
-  writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.local = 127.0.0.1:${port}\n`);
-  writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
-  // HOME holds the Erlang cookie the node and rabbitmqctl share.
-  const env = { ...process.env, HOME: dir, RABBITMQ_NODENAME: node };
-  const child: ChildProcess = spawn(scripts.server, [], {
-    env: {
-      ...env,
-      RABBITMQ_DIST_PORT: String(await freePort()),
-      RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
-      RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
-      RABBITMQ_LOG_BASE: join(dir, 'log'),
-      RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
-      RABBITMQ_PID_FILE: join(dir, 'pid'),
-    },
-    stdio: 'ignore',
-    detached: true,
-  });
-  const url = `amqp://guest:guest@127.0.0.1:${port}`;
-  const ctl = (...args: string[]) => run(scripts.ctl, ['-n', node, ...args], { env, timeout: 120_000 });
-  const answers = async () => {
-    try {
-      await (await amqp.connect(url)).close();
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  await until(answers, 90_000, `private RabbitMQ node ${node} on port ${port}`);
-  return {
-    url,
-    /** Stops the RabbitMQ application (the Erlang node stays): an outage. */
-    stopApp: () => ctl('stop_app'),
-    startApp: async () => {
-      await ctl('start_app');
-      await ctl('await_startup');
-    },
-    async dispose() {
-      await ctl('stop').catch(() => {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      });
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** A queue collecting the events of `types` on a broker, reconnectable after an outage. */
 async function tapOf(url: string, queue: string, types: string[]) {
@@ -160,14 +92,14 @@ const ctx = (key: string): CallContext => ({
 describe('events a connector originates while the broker is down', () => {
   const N = 20;
   const NS = 'it-outbox-a';
-  let broker: Awaited<ReturnType<typeof startPrivateBroker>>;
+  let broker: PrivateRabbit;
   let store: Store;
   let bus: BusConnection;
   let role: ConnectorRole;
   let tap: Awaited<ReturnType<typeof tapOf>>;
 
   beforeAll(async () => {
-    broker = await startPrivateBroker();
+    broker = await startPrivateRabbit('connector-outbox');
     store = await openStore(await freshDatabase('o2c_it_connector_outbox_a'));
     bus = new BusConnection({ url: broker.url, name: `o2c/${NS}/connector/wms`, logger });
     await bus.start();
@@ -189,7 +121,7 @@ describe('events a connector originates while the broker is down', () => {
     await role?.stop();
     await bus?.close();
     await store?.close();
-    await broker?.dispose();
+    await broker?.close();
   });
 
   it('are delivered, each once, after the broker comes back', async () => {
