@@ -27,7 +27,7 @@ export interface WorkflowRoleOptions {
   host?: string;
   apiPort: number;
   healthPort?: number;
-  /** Where health and metrics listen; default O2C_HEALTH_ADDRESS, else loopback. */
+  /** Where health and metrics listen; default healthAddressFromEnv (api/limits.ts). */
   healthHost?: string;
   /** Request size, header, stream, connection and time limits; default the O2C_API_* environment. */
   apiLimits?: ApiLimits;
