@@ -45,9 +45,24 @@ describe('apiLimitsFromEnv', () => {
 
 describe('healthAddressFromEnv', () => {
   it.each([
-    ['listens on loopback by default', {}, '127.0.0.1'],
+    ['listens on loopback by default outside Kubernetes', {}, '127.0.0.1'],
     ['listens where O2C_HEALTH_ADDRESS says', { O2C_HEALTH_ADDRESS: '0.0.0.0' }, '0.0.0.0'],
     ['keeps loopback for an empty value', { O2C_HEALTH_ADDRESS: '' }, '127.0.0.1'],
+    [
+      'listens on the pod IP in a pod that knows it',
+      { KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_IP: '10.1.2.3' },
+      '10.1.2.3',
+    ],
+    [
+      'listens where the kubelet can probe in a pod that does not',
+      { KUBERNETES_SERVICE_HOST: '10.96.0.1' },
+      '0.0.0.0',
+    ],
+    [
+      'prefers O2C_HEALTH_ADDRESS in a pod too',
+      { KUBERNETES_SERVICE_HOST: '10.96.0.1', POD_IP: '10.1.2.3', O2C_HEALTH_ADDRESS: '127.0.0.1' },
+      '127.0.0.1',
+    ],
   ])('%s', (_name, env, expected) => {
     expect(healthAddressFromEnv(env)).toBe(expected);
   });

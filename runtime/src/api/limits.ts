@@ -73,9 +73,14 @@ export function apiLimitsFromEnv(env: Record<string, string | undefined>): ApiLi
 export const HEALTH_ADDRESS_ENV = 'O2C_HEALTH_ADDRESS';
 
 /**
- * The unauthenticated health and metrics port listens on loopback unless told otherwise: in a pod
- * the kubelet probes the pod IP, so the chart sets O2C_HEALTH_ADDRESS to 0.0.0.0 (or the pod IP).
+ * Where the unauthenticated health and metrics port listens: O2C_HEALTH_ADDRESS when set; in a
+ * pod (KUBERNETES_SERVICE_HOST is set) the pod's own address, since the kubelet probes the pod IP:
+ * POD_IP (downward API, status.podIP) when rendered, else 0.0.0.0, which in a pod's network
+ * namespace is loopback and the pod IP and nothing more; anywhere else loopback only.
  */
 export function healthAddressFromEnv(env: Record<string, string | undefined>): string {
-  return env[HEALTH_ADDRESS_ENV]?.trim() || '127.0.0.1';
+  const configured = env[HEALTH_ADDRESS_ENV]?.trim();
+  if (configured) return configured;
+  if (env.KUBERNETES_SERVICE_HOST) return env.POD_IP?.trim() || '0.0.0.0';
+  return '127.0.0.1';
 }

@@ -159,7 +159,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
 }
 
 export interface HealthServerOptions {
-  /** Defaults to O2C_HEALTH_ADDRESS, else loopback (limits.ts healthAddressFromEnv). */
+  /** Defaults to healthAddressFromEnv (limits.ts): O2C_HEALTH_ADDRESS, the pod's address, or loopback. */
   host?: string;
   port: number;
   registry: Registry;
