@@ -1,13 +1,12 @@
 // Failure recovery of the event backbone against a real RabbitMQ and PostgreSQL: a broker restart
 // in the middle of a 10,000-message stream, and a consumer process killed with unacked messages.
-// Exactly-once effect = at-least-once delivery + the inbox. The broker window is kept short and the
-// app is always started again: other suites share this broker.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+// Exactly-once effect = at-least-once delivery + the inbox. The restart happens on a RabbitMQ of this
+// file's own (support/private-services.ts), never on the shared one.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { create, toBinary } from '@bufbuild/protobuf';
 import pg from 'pg';
 import pino from 'pino';
@@ -26,17 +25,14 @@ import {
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { openStore, type Store } from '../../runtime/src/store/index.js';
+import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
 
 const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const DB = 'o2c_test_bus_recovery';
 const DB_URL = `postgres://postgres@127.0.0.1:5432/${DB}`;
 const NS = `busrec${randomBytes(3).toString('hex')}`;
 const ROOT = resolve(import.meta.dirname, '../..');
-const run = promisify(execFile);
 const logger = pino({ level: 'error' });
-const BROKER_RESTART_LOCK = '/tmp/o2c-broker-restart.lock';
-/** O2C_TEST_BROKER_RESTART=0 skips the test that restarts the shared broker. */
-const restartAllowed = process.env.O2C_TEST_BROKER_RESTART !== '0';
 
 let store: Store;
 const specs: QueueSpec[] = [];
@@ -53,9 +49,9 @@ function aSpec(purpose: string): QueueSpec {
   return spec;
 }
 
-async function aConnection(name: string): Promise<BusConnection> {
+async function aConnection(name: string, url = AMQP_URL): Promise<BusConnection> {
   const conn = new BusConnection({
-    url: AMQP_URL,
+    url,
     name,
     logger,
     reconnect: { initialMs: 100, maxMs: 1_000 },
@@ -71,19 +67,6 @@ function anEnvelope(type: string) {
     type,
     correlationId: randomUUID(),
     payload: { case: 'orderFallout', value: { orderId: 'o-1', step: 'allocate', message: 'y'.repeat(200) } },
-  });
-}
-
-/**
- * stop_app, a second down, start_app, in one shell so the app is started again even when this
- * process dies. Sessions sharing the broker serialise restarts on one lock file: two stop_app /
- * start_app sequences overlapping have left RabbitMQ 3.10 wedged.
- */
-async function restartBrokerApp(): Promise<void> {
-  const script =
-    'rabbitmqctl -q stop_app; sleep 1; rabbitmqctl -q start_app; rabbitmqctl -q await_startup --timeout 120';
-  await run('flock', ['-w', '120', BROKER_RESTART_LOCK, 'timeout', '240', 'sh', '-c', script], {
-    timeout: 300_000,
   });
 }
 
@@ -151,11 +134,19 @@ afterAll(async () => {
   await store?.close();
 });
 
-describe.runIf(restartAllowed)('broker restart', () => {
+describe('broker restart', () => {
+  let rabbit: PrivateRabbit;
+  beforeAll(async () => {
+    rabbit = await startPrivateRabbit('bus-recovery');
+  });
+  afterAll(async () => {
+    await rabbit?.close();
+  });
+
   it('handles each of 10,000 messages once in effect across stop_app/start_app, both sides recovering on their own', async () => {
     const spec = aSpec('restart');
-    const consumerConn = await aConnection('bus-recovery-consumer');
-    const publisherConn = await aConnection('bus-recovery-publisher');
+    const consumerConn = await aConnection('bus-recovery-consumer', rabbit.url);
+    const publisherConn = await aConnection('bus-recovery-publisher', rabbit.url);
     const lifecycle: string[] = [];
     consumerConn.on('disconnected', () => lifecycle.push('consumer-disconnected'));
     consumerConn.on('connected', () => lifecycle.push('consumer-connected'));
@@ -200,7 +191,7 @@ describe.runIf(restartAllowed)('broker restart', () => {
     );
 
     await eventually(async () => (confirmed >= 3_000 ? true : undefined), 60_000);
-    await restartBrokerApp();
+    await rabbit.restart({ downMs: 1_000 });
     await publishing;
     const counts = await eventually(async () => {
       const c = await effectCounts('restart');

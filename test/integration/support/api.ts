@@ -31,6 +31,8 @@ export async function startApi(options: {
   store: StoreKind;
   name: string;
   broker?: boolean;
+  /** Default the shared broker; a test that stops its broker passes a private one. */
+  brokerUrl?: string;
   token?: string;
 }): Promise<ApiHarness> {
   let tokensFile: string | undefined;
@@ -40,7 +42,7 @@ export async function startApi(options: {
   }
   const role = await startWorkflowRole({
     storeUrl: await storeUrlFor(options.store, options.name),
-    brokerUrl: options.broker === false ? undefined : BROKER_URL,
+    brokerUrl: options.broker === false ? undefined : (options.brokerUrl ?? BROKER_URL),
     host: '127.0.0.1',
     apiPort: 0,
     healthPort: 0,

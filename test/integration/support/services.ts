@@ -1,6 +1,5 @@
 // Real services for integration tests: a fresh PostgreSQL database per test file, RabbitMQ helpers.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+// Tests that stop or restart a service use their own (private-services.ts), never these shared ones.
 import amqp from 'amqplib';
 import pg from 'pg';
 
@@ -22,21 +21,9 @@ export async function freshDatabase(name: string): Promise<string> {
   return url.toString();
 }
 
-const run = promisify(execFile);
-
-/** Stops the RabbitMQ application (the Erlang node keeps running), as an outage. */
-export async function stopBroker(): Promise<void> {
-  await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 });
-}
-
-export async function startBroker(): Promise<void> {
-  await run('rabbitmqctl', ['start_app'], { timeout: 120_000 });
-  await run('rabbitmqctl', ['await_startup'], { timeout: 120_000 });
-}
-
 /** A queue bound to o2c.events that collects what arrives, for assertions. */
-export async function eventTap(queue: string, bindingKey = '#') {
-  const conn = await amqp.connect(BROKER_URL);
+export async function eventTap(queue: string, bindingKey = '#', brokerUrl = BROKER_URL) {
+  const conn = await amqp.connect(brokerUrl);
   const ch = await conn.createChannel();
   await ch.assertExchange('o2c.events', 'topic', { durable: true });
   await ch.deleteQueue(queue);
