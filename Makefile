@@ -64,7 +64,7 @@ dev: deps ## o2c dev -f examples/distributor/ (order API on 127.0.0.1:8080)
 run-operator: deps envtest ## run the operator against the local API server (or KUBECONFIG)
 	tsx operator/src/dev.ts
 
-bench: bench-api bench-bus bench-operator bench-connectors bench-workflow ## all benchmarks
+bench: bench-api bench-bus bench-operator bench-connectors bench-workflow bench-image ## all benchmarks
 
 bench-api: deps services ## SubmitOrder throughput and latency -> bench/results/api.json
 	tsx bench/api.ts
@@ -80,6 +80,9 @@ bench-connectors: deps services tryton ## connector driver figures -> bench/resu
 
 bench-workflow: deps services ## completed O2C orders/s -> bench/results/workflow.json
 	tsx bench/workflow.ts
+
+bench-image: deps services envtest image ## image size, docker start -> /readyz per role -> bench/results/image.json
+	tsx bench/image.ts
 
 argocd-cm: deps ## regenerate examples/argocd/argocd-cm.yaml from examples/argocd/health.lua
 	tsx test/argocd/argocd-cm.ts
