@@ -2,7 +2,7 @@
 // server; runtime/src/main.ts started with exactly those files (as the pod would mount them) boots
 // every role, becomes ready and consumes the queues the operator declared under the names it rendered.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'amqplib';
@@ -151,6 +151,10 @@ describe('runtime pods started from what the operator rendered', () => {
     await startRuntime('connector', 'o2c-connector-erp');
     await startRuntime('connector', 'o2c-connector-crm');
     expect(await consumers(`o2c.${ns}.erp.commands`)).toBeGreaterThanOrEqual(1);
+    // Its outbox, inbox and watermarks on the data volume: the CRD's embedded default.
+    const erp = await client.get<KubeObject & { spec: { store?: unknown } }>('Connector', ns, 'erp');
+    expect(erp?.spec.store).toEqual({ embedded: { size: '1Gi' } });
+    expect(existsSync(join(dir, 'o2c-connector-erp', 'data', 'erp.sqlite'))).toBe(true);
   });
 
   it('an ordered Pipeline consumes its events queue and every rendered partition', async () => {
