@@ -252,11 +252,17 @@ export interface KindDefinition {
 /** Children are named o2c-<kind>-<name>; a Service name is a DNS-1035 label of at most 63. */
 export const MAX_NAME_LENGTH = 50;
 
+/**
+ * Argo CD never prunes or deletes a CRD it synced: removing a CRD removes every resource of its kind
+ * (and with them their orders' queues), which no sync of an app should do by accident.
+ */
+export const CRD_ANNOTATIONS = { 'argocd.argoproj.io/sync-options': 'Prune=false,Delete=false' } as const;
+
 export function customResourceDefinition(def: KindDefinition): Record<string, unknown> {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${def.plural}.${GROUP}` },
+    metadata: { name: `${def.plural}.${GROUP}`, annotations: { ...CRD_ANNOTATIONS } },
     spec: {
       group: GROUP,
       names: {
