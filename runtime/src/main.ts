@@ -155,7 +155,6 @@ async function main(): Promise<void> {
       stopRole = () => running.stop();
     }
     const health = await startHealthServer({
-      host: '0.0.0.0',
       port: healthPort(),
       registry,
       readiness: async () => (bus.connected ? undefined : 'broker not connected'),
