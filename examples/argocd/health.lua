@@ -7,6 +7,8 @@
 -- (operator/src/status/deployment-available.ts). Every other reason needs a person: a spec to fix,
 -- a Connector or Secret to create, a broker to bring back. A reason not listed here counts as one of
 -- those, so a failure the operator learns to report later shows up instead of spinning forever.
+-- ProgressDeadlineExceeded (a rollout the Deployment controller gave up on: an image that cannot be
+-- pulled, pods that never get ready) is Degraded on purpose: waiting longer does not fix it.
 local settling = {
   DeploymentNotCreated = true,
   RollingOut = true,

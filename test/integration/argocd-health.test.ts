@@ -222,6 +222,7 @@ const READY_FALSE_HEALTH: Record<string, 'Degraded' | 'Progressing'> = {
   DeploymentNotCreated: 'Progressing',
   RollingOut: 'Progressing',
   ReplicasUnavailable: 'Progressing',
+  ProgressDeadlineExceeded: 'Degraded',
 };
 /** Reasons of conditions that are Unknown, never False: they reach Ready as Ready=Unknown. */
 const READY_UNKNOWN_REASONS = new Set(['WaitingForInputs']);

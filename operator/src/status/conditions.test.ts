@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { conditionsDiffer, mergeConditions, newFailures } from './condition.js';
 import { credentialsResolved } from './credentials-resolved.js';
-import { DEPLOYMENT_PROGRESS_REASONS, deploymentAvailable } from './deployment-available.js';
+import {
+  DEPLOYMENT_PROGRESS_REASONS,
+  type DeploymentState,
+  deploymentAvailable,
+} from './deployment-available.js';
 import { ready } from './ready.js';
 import { failedConditions, reconciled } from './reconciled.js';
 import { referencesResolved } from './references-resolved.js';
@@ -66,6 +70,64 @@ describe('conditions', () => {
     ],
   ])('DeploymentAvailable with %s', (_n, deployment, replicas, reason) => {
     expect(deploymentAvailable(deployment, replicas).reason).toBe(reason);
+  });
+
+  it.each([
+    [
+      'a rollout past its progress deadline fails with the Deployment message',
+      {
+        metadata: { name: 'd', generation: 3 },
+        status: {
+          observedGeneration: 3,
+          updatedReplicas: 1,
+          availableReplicas: 1,
+          conditions: [
+            {
+              type: 'Progressing',
+              status: 'False',
+              reason: 'ProgressDeadlineExceeded',
+              message: 'ReplicaSet "d-7f" has timed out progressing.',
+            },
+          ],
+        },
+      },
+      2,
+      ['False', 'ProgressDeadlineExceeded', 'Deployment d: ReplicaSet "d-7f" has timed out progressing.'],
+    ],
+    [
+      'a deadline verdict on an older generation is still a rollout in progress',
+      {
+        metadata: { name: 'd', generation: 4 },
+        status: {
+          observedGeneration: 3,
+          conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }],
+        },
+      },
+      2,
+      ['False', 'RollingOut', 'Deployment d is rolling out: 0/2 pods updated.'],
+    ],
+    [
+      'a rollout still within its deadline is in progress',
+      {
+        metadata: { name: 'd', generation: 3 },
+        status: {
+          observedGeneration: 3,
+          updatedReplicas: 1,
+          conditions: [{ type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated' }],
+        },
+      },
+      2,
+      ['False', 'RollingOut', 'Deployment d is rolling out: 1/2 pods updated.'],
+    ],
+  ] as const)('DeploymentAvailable and Ready: %s', (_n, deployment, replicas, [status, reason, message]) => {
+    const condition = deploymentAvailable(structuredClone(deployment) as DeploymentState, replicas);
+    expect([condition.status, condition.reason, condition.message]).toEqual([status, reason, message]);
+    const r = ready([{ type: 'SpecValid', status: 'True', reason: 'Valid', message: '' }, condition]);
+    expect([r.status, r.reason, r.message]).toEqual([status, reason, `DeploymentAvailable: ${message}`]);
+  });
+
+  it('a rollout past its progress deadline deserves a Warning Event', () => {
+    expect(DEPLOYMENT_PROGRESS_REASONS.has('ProgressDeadlineExceeded')).toBe(false);
   });
 
   it('Ready carries the first failure', () => {

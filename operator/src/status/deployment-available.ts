@@ -8,6 +8,8 @@ export const DeploymentReason = {
   NotCreated: 'DeploymentNotCreated',
   RollingOut: 'RollingOut',
   Unavailable: 'ReplicasUnavailable',
+  /** The Deployment controller gave up waiting for the rollout (spec.progressDeadlineSeconds). */
+  ProgressDeadlineExceeded: 'ProgressDeadlineExceeded',
 } as const;
 
 /** A rollout under way is progress, not a failure worth a Warning Event. */
@@ -24,6 +26,7 @@ export interface DeploymentState {
     replicas?: number;
     updatedReplicas?: number;
     availableReplicas?: number;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
   };
 }
 
@@ -51,10 +54,19 @@ export function deploymentAvailable(
       message: `Deployment ${name} is scaled to zero.`,
     };
   }
-  if (
-    (s.observedGeneration ?? 0) < (deployment.metadata.generation ?? 0) ||
-    (s.updatedReplicas ?? 0) < desiredReplicas
-  ) {
+  const observed = (s.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0);
+  // A stuck rollout (image not pullable, pods that never get ready, quota) is a failure, not
+  // progress: the controller's verdict counts once it has seen the current spec.
+  const progressing = s.conditions?.find((c) => c.type === 'Progressing');
+  if (observed && progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded') {
+    return {
+      type,
+      status: 'False',
+      reason: DeploymentReason.ProgressDeadlineExceeded,
+      message: `Deployment ${name}: ${progressing.message || 'rollout exceeded its progress deadline'}`,
+    };
+  }
+  if (!observed || (s.updatedReplicas ?? 0) < desiredReplicas) {
     return {
       type,
       status: 'False',
