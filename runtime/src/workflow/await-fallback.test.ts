@@ -15,6 +15,8 @@ import {
   decideAwaitTimer,
   decidePollReply,
   firstAwaitTimer,
+  type PollReplyDecision,
+  recordsPollAnswer,
 } from './await-fallback.js';
 import type { InstanceStatus } from './instances.js';
 import type { StepSpec } from './spec.js';
@@ -262,5 +264,24 @@ describe('what an awaited event does to an order', () => {
     ],
   ])('%s', (_name, status, stepIndex, type, expected) => {
     expect(decideAwaitedEvent(steps, { status, stepIndex }, type)).toBe(expected);
+  });
+});
+
+describe('which answers the step history keeps', () => {
+  const notYet: PollReplyDecision = { kind: 'ask-again', message: 'not yet' };
+  const found: PollReplyDecision = {
+    kind: 'proceed',
+    message: 'found',
+    event: { type: 'x', payload: { case: undefined } },
+  };
+  it.each<[string, PollReplyDecision, number, boolean]>([
+    ['the first "not yet"', notYet, 1, true],
+    ['"not yet" at question 4', notYet, 4, true],
+    ['not "not yet" at question 5', notYet, 5, false],
+    ['not "not yet" at question 1000', notYet, 1000, false],
+    ['"not yet" at question 1024', notYet, 1024, true],
+    ['every "it happened"', found, 7, true],
+  ])('%s', (_name, decision, polls, expected) => {
+    expect(recordsPollAnswer(decision, polls)).toBe(expected);
   });
 });

@@ -134,6 +134,15 @@ export function decidePollReply(reply: ConnectorReply, orderId: string): PollRep
   }
 }
 
+/**
+ * Whether the answer to question `polls` goes into the step history: every "it happened" and "cannot
+ * answer", but "not yet" only for questions 1, 2, 4, 8, ... — a 45-day payment wait asked hourly
+ * leaves about ten rows, not a thousand.
+ */
+export function recordsPollAnswer(decision: PollReplyDecision, polls: number): boolean {
+  return decision.kind !== 'ask-again' || (polls > 0 && (polls & (polls - 1)) === 0);
+}
+
 export type AwaitedEventDecision = 'apply' | 'keep-early' | 'ignore';
 
 /**

@@ -27,6 +27,7 @@ import {
   decidePollReply,
   firstAwaitTimer,
   POLL_PREFIX,
+  recordsPollAnswer,
 } from './await-fallback.js';
 import {
   ACTIVE_STATUSES,
@@ -586,16 +587,19 @@ export class WorkflowEngine {
     const step = this.stepOf(inst);
     const decision = decidePollReply(reply, inst.orderId);
     inst.commandId = null;
-    await recordStep(tx, {
-      orderId: inst.orderId,
-      step: `${POLL_PREFIX}${step.name}`,
-      attempt: inst.context.await?.polls ?? 1,
-      outcome:
-        decision.kind === 'proceed' ? 'succeeded' : decision.kind === 'ask-again' ? 'retrying' : 'failed',
-      message: decision.message,
-      startedAt: t.now,
-      endedAt: t.now,
-    });
+    const polls = inst.context.await?.polls ?? 1;
+    if (recordsPollAnswer(decision, polls)) {
+      await recordStep(tx, {
+        orderId: inst.orderId,
+        step: `${POLL_PREFIX}${step.name}`,
+        attempt: polls,
+        outcome:
+          decision.kind === 'proceed' ? 'succeeded' : decision.kind === 'ask-again' ? 'retrying' : 'failed',
+        message: decision.message,
+        startedAt: t.now,
+        endedAt: t.now,
+      });
+    }
     if (decision.kind === 'stop-polling') {
       if (inst.context.await) {
         inst.context.await.stopped = true;
