@@ -26,7 +26,7 @@ export interface DeploymentState {
     replicas?: number;
     updatedReplicas?: number;
     availableReplicas?: number;
-    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    conditions?: readonly { type: string; status: string; reason?: string; message?: string }[];
   };
 }
 
