@@ -50,6 +50,7 @@ export function startRoleProcess(
           exited: () => exit,
           stats: () =>
             new Promise<RoleStats>((done, fail) => {
+              if (exit || !child.connected) return fail(new Error(exit ?? `${role} process is gone`));
               const onMessage = (m: unknown) => {
                 const s = (m as { stats?: RoleStats }).stats;
                 if (!s) return;
