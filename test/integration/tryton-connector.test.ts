@@ -1,8 +1,8 @@
 // The `tryton` connector end to end against a real Tryton 6.0 (test/tryton/server.ts). Most cases run
 // commands through the ConnectorRuntime in process (envelope decode, ownership, governor with its
 // circuit breaker, createDriver('tryton'), reply encode), retrying retryable failures as the bus
-// consumer does; the last suite runs the real connector role on RabbitMQ, where role.ts's onChange
-// hook publishes ShipmentDispatched from the driver's change feed.
+// consumer does; the last suite runs the real connector role on RabbitMQ, which hands the driver's
+// change feed its originate function (connectors/origination.ts) and so publishes ShipmentDispatched.
 import { createServer, type Server, Socket } from 'node:net';
 import { create, fromBinary } from '@bufbuild/protobuf';
 import type amqp from 'amqplib';
