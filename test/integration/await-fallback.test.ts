@@ -159,3 +159,53 @@ describe('an await step whose event never arrives', () => {
     expect(await earlyEvents(orderId)).toBe(0);
   });
 });
+
+describe('an await step whose owning system answers "not yet" at first', () => {
+  const QUIET = 300;
+  const DISPATCH_AFTER = 1500;
+  let b: StackHarness;
+  let bConn: amqp.ChannelModel;
+  let bEvents: string;
+
+  beforeAll(async () => {
+    const { spec, connectors } = distributor((s, cs) => {
+      for (const step of s.steps) if (step.await?.event === DISPATCH) step.await.pollAfter = `${QUIET}ms`;
+      // The warehouse dispatches well after the quiet period.
+      for (const c of cs) if (c.name === 'wms') c.options = { ...c.options, dispatchAfterMs: DISPATCH_AFTER };
+    });
+    b = await startStack({ name: `${NAME}-backoff`, spec, connectors });
+    bEvents = b.stack.workflow.engine!.queueSpecs().find((q) => q.name.endsWith('.events'))!.name;
+    bConn = await amqp.connect(BROKER_URL);
+    await (await bConn.createChannel()).unbindQueue(bEvents, EVENTS_EXCHANGE, DISPATCH);
+  });
+
+  afterAll(async () => {
+    await (await bConn?.createChannel())?.bindQueue(bEvents, EVENTS_EXCHANGE, DISPATCH).catch(() => {});
+    await bConn?.close().catch(() => {});
+    await b?.stop();
+  });
+
+  it('asks again with backoff and proceeds on the first "dispatched"', async () => {
+    const { order } = await b.client.submitOrder({
+      idempotencyKey: `fallback-backoff-${Date.now()}`,
+      order: { customerId: 'ACME', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 1 }] },
+    });
+    await waitForState(b.client, order!.id, [OrderState.INVOICED, OrderState.PAID], 20_000);
+    const { steps } = await b.client.getOrderHistory({ id: order!.id });
+    const polls = steps.filter((s) => s.step === 'poll:await-dispatch');
+    const outcomes = polls.map((p) => p.outcome);
+    // Some "not yet" first (those the history keeps), then exactly one "dispatched".
+    expect(outcomes.at(-1)).toBe('succeeded');
+    expect(outcomes.filter((o) => o === 'succeeded')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'retrying').length).toBeGreaterThanOrEqual(1);
+    expect(polls[0]!.message).toBe('GetShipment: not dispatched yet');
+    const waited = steps.find((s) => s.step === 'await-dispatch' && s.outcome === 'succeeded')!;
+    const waitedMs = ms(waited.endTime) - ms(waited.startTime);
+    // Not before the warehouse dispatched; at most one backed-off question later (doubling from 300 ms).
+    expect(waitedMs).toBeGreaterThanOrEqual(DISPATCH_AFTER - 100);
+    expect(waitedMs).toBeLessThan(DISPATCH_AFTER + 2500);
+    console.log(
+      `[figure] dispatched after ${DISPATCH_AFTER} ms, found by question ${polls.at(-1)!.attempt} after ${waitedMs} ms (quiet period ${QUIET} ms)`,
+    );
+  });
+});
