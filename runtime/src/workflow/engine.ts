@@ -588,6 +588,7 @@ export class WorkflowEngine {
     const decision = decidePollReply(reply, inst.orderId);
     inst.commandId = null;
     const polls = inst.context.await?.polls ?? 1;
+    this.kpis.awaitFallback.inc({ step: step.name, answer: decision.kind });
     if (recordsPollAnswer(decision, polls)) {
       await recordStep(tx, {
         orderId: inst.orderId,

@@ -1,5 +1,5 @@
 // O2C KPIs as Prometheus metrics: cycle times, step latency, fallout by step and class, invoice lag,
-// orders by state.
+// orders by state, answers to the missed-event fallback.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 const CYCLE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86_400, 604_800, 2_592_000];
@@ -11,6 +11,7 @@ export interface WorkflowKpis {
   invoiceLag: Histogram;
   ordersByState: Gauge<'state'>;
   transitions: Counter<'outcome'>;
+  awaitFallback: Counter<'step' | 'answer'>;
 }
 
 export function createWorkflowKpis(registry: Registry): WorkflowKpis {
@@ -51,6 +52,13 @@ export function createWorkflowKpis(registry: Registry): WorkflowKpis {
       name: 'o2c_workflow_transitions_total',
       help: 'Workflow transitions by outcome',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    // `proceed` counts awaited events that never arrived: a rising rate means events are being lost.
+    awaitFallback: new Counter({
+      name: 'o2c_await_fallback_answers_total',
+      help: 'Answers to the questions await steps ask the owning system after their quiet period, by step and answer (proceed, ask-again, stop-polling)',
+      labelNames: ['step', 'answer'],
       registers: [registry],
     }),
   };
