@@ -57,13 +57,20 @@ const condition = (o: KubeObject, type: string) =>
       ?.conditions ?? []
   ).find((c) => c.type === type);
 
+/** True when every resource is Ready for its generation; else throws naming those that are not. */
 function allReady(): boolean {
+  const waiting: string[] = [];
   for (const kind of KINDS) {
     for (const o of cluster.list(['-n', APP, 'get', kind])) {
-      const ready = condition(o, 'Ready');
-      if (ready?.status !== 'True' || ready.observedGeneration !== o.metadata.generation) return false;
+      const ready = condition(o, 'Ready') as
+        | { status: string; observedGeneration?: number; message?: string }
+        | undefined;
+      if (ready?.status !== 'True' || ready.observedGeneration !== o.metadata.generation) {
+        waiting.push(`${kind}/${o.metadata.name}: ${ready?.message ?? 'no Ready condition'}`);
+      }
     }
   }
+  if (waiting.length) throw new Error(`not Ready: ${waiting.join('; ')}`);
   return true;
 }
 
