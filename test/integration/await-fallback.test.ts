@@ -22,11 +22,43 @@ let h: StackHarness;
 let conn: amqp.ChannelModel;
 let ch: amqp.Channel;
 let eventsQueue: string;
+let restoreBindings: (() => Promise<void>) | undefined;
 /** Copies of the awaited events the connectors published, as the engine would have received them. */
 const dropped: amqp.ConsumeMessage[] = [];
 const TAP = `o2c.test.${NAME}.dropped`;
 
 const ms = (t: Parameters<typeof timestampMs>[0] | undefined) => (t ? timestampMs(t) : Number.NaN);
+
+/** The engine's events queue and its binding keys for `type` (however the keys are addressed). */
+function awaitedBindings(stack: StackHarness, type: string): { queue: string; keys: string[] } {
+  const spec = stack.stack.workflow.engine!.queueSpecs().find((q) => q.name.endsWith('.events'))!;
+  const keys = spec.bindings
+    .filter(
+      (b) => b.exchange === EVENTS_EXCHANGE && (b.routingKey === type || b.routingKey.endsWith(`.${type}`)),
+    )
+    .map((b) => b.routingKey);
+  expect(keys.length).toBeGreaterThan(0);
+  return { queue: spec.name, keys };
+}
+
+/** Unbinds the engine's events queue from `types`; returns what puts the bindings back. */
+async function dropOnTheWay(
+  ch: amqp.Channel,
+  stack: StackHarness,
+  types: string[],
+): Promise<() => Promise<void>> {
+  const removed: [string, string][] = [];
+  for (const type of types) {
+    const { queue, keys } = awaitedBindings(stack, type);
+    for (const key of keys) {
+      await ch.unbindQueue(queue, EVENTS_EXCHANGE, key);
+      removed.push([queue, key]);
+    }
+  }
+  return async () => {
+    for (const [queue, key] of removed) await ch.bindQueue(queue, EVENTS_EXCHANGE, key).catch(() => {});
+  };
+}
 
 beforeAll(async () => {
   const { spec, connectors } = distributor((s) => {
@@ -39,13 +71,13 @@ beforeAll(async () => {
   eventsQueue = h.stack.workflow.engine!.queueSpecs().find((q) => q.name.endsWith('.events'))!.name;
   conn = await amqp.connect(BROKER_URL);
   ch = await conn.createChannel();
-  // Drop the awaited events on their way to the engine, and keep copies.
-  await ch.unbindQueue(eventsQueue, EVENTS_EXCHANGE, DISPATCH);
-  await ch.unbindQueue(eventsQueue, EVENTS_EXCHANGE, PAYMENT);
+  // Drop the awaited events on their way to the engine, and keep copies ('#.' matches a bare type
+  // and any addressed key ending in it).
+  restoreBindings = await dropOnTheWay(ch, h, [DISPATCH, PAYMENT]);
   await ch.deleteQueue(TAP);
   await ch.assertQueue(TAP, { durable: false, exclusive: true });
-  await ch.bindQueue(TAP, EVENTS_EXCHANGE, DISPATCH);
-  await ch.bindQueue(TAP, EVENTS_EXCHANGE, PAYMENT);
+  await ch.bindQueue(TAP, EVENTS_EXCHANGE, `#.${DISPATCH}`);
+  await ch.bindQueue(TAP, EVENTS_EXCHANGE, `#.${PAYMENT}`);
   await ch.consume(
     TAP,
     (m) => {
@@ -56,8 +88,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await ch?.bindQueue(eventsQueue, EVENTS_EXCHANGE, DISPATCH).catch(() => {});
-  await ch?.bindQueue(eventsQueue, EVENTS_EXCHANGE, PAYMENT).catch(() => {});
+  await restoreBindings?.();
   await conn?.close().catch(() => {});
   await h?.stop();
 });
@@ -165,7 +196,7 @@ describe('an await step whose owning system answers "not yet" at first', () => {
   const DISPATCH_AFTER = 1500;
   let b: StackHarness;
   let bConn: amqp.ChannelModel;
-  let bEvents: string;
+  let bRestore: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
     const { spec, connectors } = distributor((s, cs) => {
@@ -174,13 +205,12 @@ describe('an await step whose owning system answers "not yet" at first', () => {
       for (const c of cs) if (c.name === 'wms') c.options = { ...c.options, dispatchAfterMs: DISPATCH_AFTER };
     });
     b = await startStack({ name: `${NAME}-backoff`, spec, connectors });
-    bEvents = b.stack.workflow.engine!.queueSpecs().find((q) => q.name.endsWith('.events'))!.name;
     bConn = await amqp.connect(BROKER_URL);
-    await (await bConn.createChannel()).unbindQueue(bEvents, EVENTS_EXCHANGE, DISPATCH);
+    bRestore = await dropOnTheWay(await bConn.createChannel(), b, [DISPATCH]);
   });
 
   afterAll(async () => {
-    await (await bConn?.createChannel())?.bindQueue(bEvents, EVENTS_EXCHANGE, DISPATCH).catch(() => {});
+    await bRestore?.();
     await bConn?.close().catch(() => {});
     await b?.stop();
   });

@@ -54,7 +54,8 @@ async function tapOf(url: string, queue: string, types: string[]) {
     ch.on('error', () => {});
     await ch.assertExchange(EVENTS_EXCHANGE, 'topic', { durable: true });
     await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-    for (const t of types) await ch.bindQueue(queue, EVENTS_EXCHANGE, t);
+    // '#.' matches the bare type and any addressed routing key ending in it.
+    for (const t of types) await ch.bindQueue(queue, EVENTS_EXCHANGE, `#.${t}`);
     await ch.consume(queue, (m) => {
       if (!m) return;
       received.push(m);
