@@ -265,7 +265,7 @@ describe('a Tryton connector restart', () => {
     );
   }
 
-  it('resumes the change feed from its stored watermark: nothing lost, nothing published twice', async () => {
+  it('resumes the change feed from its stored watermark, on two replicas: nothing lost, nothing published twice', async () => {
     const o1 = `o2c-outbox-b-${Date.now()}-1`;
     const o2 = `o2c-outbox-b-${Date.now()}-2`;
     const first = await role();
@@ -281,7 +281,9 @@ describe('a Tryton connector restart', () => {
     await new Promise((r) => setTimeout(r, 2000)); // older than the feed's overlap window
 
     const restartedAt = Date.now();
+    // Back with two replicas on the one store: the feed's lease lets one poll at a time.
     const second = await role();
+    const third = await role();
     try {
       await until(
         () =>
@@ -314,6 +316,7 @@ describe('a Tryton connector restart', () => {
       expect(watermark).toHaveLength(1);
     } finally {
       await second.stop();
+      await third.stop();
     }
   }, 300_000);
 });
