@@ -15,6 +15,7 @@ import { createRegistry } from '../observability/metrics.js';
 import { startWorkflowRole, type WorkflowRole } from '../roles/workflow.js';
 import { openStore, registerMigrations } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { awaitFallback } from '../workflow/await-fallback.js';
 import type { WorkflowSpec } from '../workflow/spec.js';
 
 export interface LocalStackOptions {
@@ -137,11 +138,12 @@ export function stackFromManifests(manifests: Manifest[]): {
     const s = (m.spec ?? {}) as Omit<ConnectorRuntimeConfig, 'name'>;
     return { ...s, name: m.metadata.name } as ConnectorRuntimeConfig;
   });
-  for (const step of spec.steps) {
-    const target = step.call?.connector;
+  for (const [i, step] of spec.steps.entries()) {
+    // The Connector a step calls, or an await asks after its quiet period.
+    const target = step.call?.connector ?? awaitFallback(spec.steps, i)?.connector;
     if (target && !connectors.some((c) => c.name === target)) {
       throw new Error(
-        `Workflow ${workflow.metadata.name} step ${step.name} calls Connector ${target}, which is not among the manifests`,
+        `Workflow ${workflow.metadata.name} step ${step.name} ${step.call ? 'calls' : 'asks'} Connector ${target}, which is not among the manifests`,
       );
     }
   }
