@@ -838,7 +838,7 @@ export class TrytonDriver implements ConnectorDriver {
    */
   startChangeFeed(originate: OriginateEvents, opts: ChangeFeedOptions = {}): () => Promise<void> {
     if (this.feed || this.closed)
-      throw new Error(`connector ${this.config.name}: the change feed runs already`);
+      throw new Error(`connector ${this.config.name}: the change feed runs already or the driver is closed`);
     const intervalMs = opts.intervalMs ?? parseDurationMs(this.options.pollInterval, 5_000);
     const since = this.options.changesSince ?? new Date(this.clock.now()).toISOString();
     let stopped = false;
