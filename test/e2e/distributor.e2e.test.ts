@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queueName } from '../../runtime/src/bus/addressing.js';
 import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
 import {
@@ -417,7 +418,9 @@ describe(`o2c on a real cluster (${cluster.env.target})`, () => {
         .flatMap((kind) => cluster.list(['-n', APP, 'get', kind]).map((o) => ({ kind, o })))
         .filter(({ o }) => o.metadata.ownerReferences?.some((r) => r.uid === payment.metadata.uid))
         .map(({ kind, o }) => `${kind}/${o.metadata.name}`);
-    const queues = () => cluster.queueNames(OPS).filter((q) => q.includes(`.${APP}.payment.`));
+    // Every queue of the Connector starts like its commands queue, minus the purpose.
+    const prefix = queueName(APP, 'connector', 'payment', 'commands').replace(/commands$/, '');
+    const queues = () => cluster.queueNames(OPS).filter((q) => q.startsWith(prefix));
     expect(owned().length, 'children of Connector payment').toBeGreaterThan(0);
     expect(queues().length, 'queues of Connector payment').toBeGreaterThan(0);
     k('-n', APP, 'delete', 'connector', 'payment', '--wait=true', '--timeout=120s');
