@@ -7,6 +7,7 @@ import { timestampMs } from '@bufbuild/protobuf/wkt';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENTS_EXCHANGE } from '../../runtime/src/bus/topology.js';
+import type { SimulatorDriver } from '../../runtime/src/connectors/simulator/driver.js';
 import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { BROKER_URL } from './support/services.js';
 import { distributor, type StackHarness, startStack, waitForState } from './support/stack.js';
@@ -237,5 +238,51 @@ describe('an await step whose owning system answers "not yet" at first', () => {
     console.log(
       `[figure] dispatched after ${DISPATCH_AFTER} ms, found by question ${polls.at(-1)!.attempt} after ${waitedMs} ms (quiet period ${QUIET} ms)`,
     );
+  });
+});
+
+describe('an await step whose owning system never says "dispatched"', () => {
+  let c: StackHarness;
+  let cConn: amqp.ChannelModel;
+  let cRestore: (() => Promise<void>) | undefined;
+
+  beforeAll(async () => {
+    const { spec, connectors } = distributor((s) => {
+      for (const step of s.steps) {
+        // The CRM knows no shipments: every question is answered "not yet".
+        if (step.await?.event === DISPATCH)
+          step.await = { ...step.await, pollAfter: '300ms', timeout: '3s', connector: 'crm' };
+      }
+    });
+    c = await startStack({ name: `${NAME}-timeout`, spec, connectors });
+    cConn = await amqp.connect(BROKER_URL);
+    cRestore = await dropOnTheWay(await cConn.createChannel(), c, [DISPATCH]);
+  });
+
+  afterAll(async () => {
+    await cRestore?.();
+    await cConn?.close().catch(() => {});
+    await c?.stop();
+  });
+
+  it('keeps asking with backoff until the timeout, then holds the order as fallout', async () => {
+    const { order } = await c.client.submitOrder({
+      idempotencyKey: `fallback-timeout-${Date.now()}`,
+      order: { customerId: 'ACME', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 1 }] },
+    });
+    const held = await waitForState(c.client, order!.id, [OrderState.ON_HOLD, OrderState.INVOICED], 20_000);
+    expect(held.state).toBe(OrderState.ON_HOLD);
+    expect(held.statusReason).toContain('await-dispatch');
+    const { steps } = await c.client.getOrderHistory({ id: order!.id });
+    const polls = steps.filter((s) => s.step === 'poll:await-dispatch');
+    expect(polls.length).toBeGreaterThanOrEqual(2);
+    expect(polls.every((p) => p.outcome === 'retrying')).toBe(true);
+    expect(steps.some((s) => s.step === 'await-dispatch' && s.outcome === 'timed_out')).toBe(true);
+    const crm = c.stack.connectors.get('crm')!.runtime.driver as SimulatorDriver;
+    // Asked from 300 ms on, doubling up to the 3 s timeout: a handful of questions, not hundreds.
+    const asked = crm.callCounts.get('getShipment') ?? 0;
+    expect(asked).toBeGreaterThanOrEqual(polls.length);
+    expect(asked).toBeLessThanOrEqual(8);
+    console.log(`[figure] ${asked} questions in a 3 s await with a 300 ms quiet period before the fallout`);
   });
 });
