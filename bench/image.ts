@@ -2,6 +2,7 @@
 // created container to /readyz answering 200 (median of O2C_BENCH_RUNS starts), each container made
 // from what the operator (itself the image, on a local kube-apiserver) rendered, against the real
 // RabbitMQ and PostgreSQL. Writes bench/results/image.json. Figures, not pass/fail.
+// O2C_BENCH_IMAGE=<image> measures that image instead of building one (e.g. to compare two builds).
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -55,7 +56,7 @@ async function startToReady(
 }
 
 async function main(): Promise<void> {
-  const image = buildImage();
+  const image = process.env.O2C_BENCH_IMAGE || buildImage();
   const sizeBytes = Number(await docker('image', 'inspect', '--format', '{{.Size}}', image));
   const dir = await mkdtemp(join(tmpdir(), 'o2c-bench-image-'));
   const containers: string[] = [];
@@ -108,7 +109,10 @@ async function main(): Promise<void> {
     };
     console.log(`image ${image}: ${result.sizeMb} MB`);
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-    writeFileSync(join(ROOT, 'bench/results/image.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(
+      join(ROOT, process.env.O2C_BENCH_IMAGE ? `bench/results/image-${id}.json` : 'bench/results/image.json'),
+      `${JSON.stringify(result, null, 2)}\n`,
+    );
   } finally {
     for (const c of containers) await docker('rm', '-f', c).catch(() => {});
     client.close();

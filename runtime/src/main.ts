@@ -5,10 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { StoreSpec } from '../../crds/schema.js';
-import { startHealthServer } from './api/server.js';
-import { BusConnection } from './bus/connection.js';
-import { connectorMigrations } from './connectors/bindings.js';
-import { startConnectorRole } from './connectors/role.js';
+import { startHealthServer } from './api/health.js';
 import {
   CONFIG_PATH,
   DATA_DIR,
@@ -21,9 +18,6 @@ import {
 } from './contract/runtime-config.js';
 import { createLogger } from './observability/logger.js';
 import { createRegistry } from './observability/metrics.js';
-import { startPipelineRole } from './roles/pipeline.js';
-import { startWorkflowRole } from './roles/workflow.js';
-import { openStore, registerMigrations } from './store/index.js';
 
 interface SecretKeyRef {
   name: string;
@@ -82,8 +76,10 @@ async function main(): Promise<void> {
   const url = brokerUrl(config);
   let stop: () => Promise<void>;
 
+  // Each role loads only its own modules: start-up time is mostly module loading (bench/image.ts).
   if (config.role === 'workflow') {
     const { spec } = config;
+    const { startWorkflowRole } = await import('./roles/workflow.js');
     const running = await startWorkflowRole({
       storeUrl: storeUrl(config, spec.store),
       brokerUrl: url,
@@ -113,6 +109,7 @@ async function main(): Promise<void> {
     });
     stop = () => running.stop();
   } else {
+    const { BusConnection } = await import('./bus/connection.js');
     const bus = new BusConnection({ url, name: source, logger });
     await bus.start();
     let stopRole: () => Promise<void>;
@@ -121,6 +118,12 @@ async function main(): Promise<void> {
       const credentialsDir = spec.credentialsSecretRef
         ? config.secrets[spec.credentialsSecretRef.name]
         : undefined;
+      const [{ connectorMigrations }, { startConnectorRole }, { openStore, registerMigrations }] =
+        await Promise.all([
+          import('./connectors/bindings.js'),
+          import('./connectors/role.js'),
+          import('./store/index.js'),
+        ]);
       // Outbox (replies and the events it originates), inbox, ID bindings and change-feed watermarks.
       registerMigrations(connectorMigrations);
       const store = await openStore(storeUrl(config, spec.store));
@@ -137,6 +140,7 @@ async function main(): Promise<void> {
       };
     } else {
       const { spec } = config;
+      const { startPipelineRole } = await import('./roles/pipeline.js');
       const sink = config.connectors[spec.sink.connector];
       if (!sink) throw new RuntimeConfigError(`connectors.${spec.sink.connector} (the sink) is missing`);
       const running = await startPipelineRole({

@@ -1,21 +1,17 @@
 // Serves the order API with connect-node on one port (HTTP/1.1 and cleartext HTTP/2; Connect, gRPC
-// and gRPC-Web), and health and metrics on a second port.
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+// and gRPC-Web). Health and metrics are on a second port (health.ts).
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttp2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
-import {
-  type AddressInfo,
-  createServer as createNetServer,
-  type Server as NetServer,
-  type Socket,
-} from 'node:net';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
 import { createApiMetrics } from '../observability/metrics.js';
 import { createApiHandler } from './adapter.js';
 import { bearerAuthInterceptor, TokenFile } from './auth.js';
+import { listen, type RunningServer } from './health.js';
 import { observeInterceptor } from './interceptors.js';
-import { type ApiLimits, apiLimitsFromEnv, healthAddressFromEnv } from './limits.js';
+import { type ApiLimits, apiLimitsFromEnv } from './limits.js';
 
 export interface ApiServerOptions {
   host: string;
@@ -27,27 +23,6 @@ export interface ApiServerOptions {
   tokensFile?: string;
   /** What one caller may cost; defaults to the O2C_API_* environment (limits.ts). */
   limits?: ApiLimits;
-}
-
-export interface RunningServer {
-  /** The address it listens on, e.g. 127.0.0.1. */
-  address: string;
-  port: number;
-  close(): Promise<void>;
-}
-
-function listen(
-  server: HttpServer | Http2Server | NetServer,
-  host: string,
-  port: number,
-): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
 
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0');
@@ -154,53 +129,6 @@ export async function startApiServer(options: ApiServerOptions): Promise<Running
           for (const s of sockets) s.destroy();
           resolve();
         }, 1000).unref();
-      }),
-  };
-}
-
-export interface HealthServerOptions {
-  /** Defaults to healthAddressFromEnv (limits.ts): O2C_HEALTH_ADDRESS, the pod's address, or loopback. */
-  host?: string;
-  port: number;
-  registry: Registry;
-  /** Resolves with a reason when the process is not ready to serve. */
-  readiness: () => Promise<string | undefined>;
-}
-
-export async function startHealthServer(options: HealthServerOptions): Promise<RunningServer> {
-  const server = createHttpServer(async (req, res) => {
-    try {
-      if (req.url === '/healthz') {
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-      } else if (req.url === '/readyz') {
-        const reason = await options.readiness();
-        res
-          .writeHead(reason ? 503 : 200, { 'content-type': 'text/plain' })
-          .end(reason ? `${reason}\n` : 'ready\n');
-      } else if (req.url === '/metrics') {
-        const body = await options.registry.metrics();
-        res.writeHead(200, { 'content-type': options.registry.contentType }).end(body);
-      } else {
-        res.writeHead(404).end();
-      }
-    } catch {
-      res.writeHead(500).end('health check failed\n');
-    }
-  });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 10_000;
-  const { address, port } = await listen(
-    server,
-    options.host ?? healthAddressFromEnv(process.env),
-    options.port,
-  );
-  return {
-    address,
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
       }),
   };
 }

@@ -1,9 +1,10 @@
 // The workflow role: the order API, the store and the outbox relay (and, with the workflow engine,
 // the O2C state machine) in one process.
 import type { Registry } from 'prom-client';
+import { type RunningServer, startHealthServer } from '../api/health.js';
 import type { ApiLimits } from '../api/limits.js';
 import { orderServiceRoutes } from '../api/order-service.js';
-import { type RunningServer, startApiServer, startHealthServer } from '../api/server.js';
+import { startApiServer } from '../api/server.js';
 import { BusConnection } from '../bus/connection.js';
 import { declareEventLog } from '../bus/event-log.js';
 import { ConfirmPublisher } from '../bus/publisher.js';

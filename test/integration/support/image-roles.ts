@@ -212,7 +212,7 @@ export async function rolePod(
   const pod = dockerPod(deployment, sources, {
     name: container,
     hostDir,
-    env: { O2C_HEALTH_PORT: String(healthPort), LOG_LEVEL: 'warn' },
+    env: { O2C_HEALTH_PORT: String(healthPort), LOG_LEVEL: process.env.O2C_POD_LOG_LEVEL ?? 'warn' },
   });
   return { pod, deployment, healthPort };
 }
