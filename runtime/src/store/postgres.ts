@@ -56,6 +56,21 @@ export interface PostgresStoreOptions {
 /** Retry pace while the database does not accept connections. */
 const REACH_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 1_000, multiplier: 2 };
 
+/**
+ * Getting a working connection failed: wait and try again while the database is only unavailable
+ * and the reconnect window lasts; else fail, an outage as StoreUnreachableError (nothing was sent).
+ */
+export function afterFailedCheckout(
+  err: unknown,
+  at: { attempt: number; now: number; deadline: number; closed: boolean },
+  random: () => number = Math.random,
+): { retryInMs: number } | { fail: unknown } {
+  if (classifyStoreError(err) !== 'unavailable') return { fail: err };
+  const retryInMs = backoffDelayMs(REACH_BACKOFF, at.attempt, random);
+  if (at.closed || at.now + retryInMs > at.deadline) return { fail: new StoreUnreachableError(err) };
+  return { retryInMs };
+}
+
 /** A checked-out client with its own error listener; `broken` once its connection failed. */
 interface HeldClient {
   client: pg.PoolClient;
@@ -124,11 +139,9 @@ export class PostgresStore implements Store {
         return held;
       } catch (err) {
         held?.release(true);
-        const delay = backoffDelayMs(REACH_BACKOFF, attempt);
-        if (this.closed || classifyStoreError(err) !== 'unavailable' || Date.now() + delay > deadline) {
-          throw classifyStoreError(err) === 'unavailable' ? new StoreUnreachableError(err) : err;
-        }
-        await sleep(delay);
+        const next = afterFailedCheckout(err, { attempt, now: Date.now(), deadline, closed: this.closed });
+        if ('fail' in next) throw next.fail;
+        await sleep(next.retryInMs);
       }
     }
   }
