@@ -19,30 +19,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
-# kube-apiserver: k8s.io/kubernetes requires its staging modules at v0.0.0 with relative replaces,
-# so a wrapper module replaces each of them with the published v0.Y.Z.
+# kube-apiserver: through the wrapper module test/cluster/build.sh uses for the node binaries too,
+# so the packages they share compile once into the Go build cache.
 if [[ ! -x "$OUT/kube-apiserver" ]]; then
-  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-  staging_version="v0.${K8S_VERSION#v1.}"
-  mkdir -p "$work/k8s" && cd "$work/k8s"
-  go mod init o2c.dev/envtest-k8s >/dev/null 2>&1
-  gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  {
-    echo "require k8s.io/kubernetes ${K8S_VERSION}"
-    grep -E '^\s*k8s\.io/[a-z0-9-]+ v0\.0\.0\s*$' "$gomod" | awk '{print $1}' | sort -u |
-      while read -r m; do echo "replace $m => $m ${staging_version}"; done
-  } >> go.mod
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
-  go mod tidy >&2
-  go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}" \
-    -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
+  source "$(cd "$(dirname "$0")" && pwd)/k8s-module.sh"
+  k8s_build "$K8S_VERSION" "$OUT" kube-apiserver
 fi
 
 # etcd: its server module has relative replaces too; a separate wrapper keeps its dependency
