@@ -119,7 +119,7 @@ async function main(): Promise<void> {
   const specs: QueueSpec[] = [];
   const aSpec = (purpose: string): QueueSpec => {
     const spec: QueueSpec = {
-      name: queueName(`bench${RUN}`, 'bus', purpose),
+      name: queueName(`bench${RUN}`, 'workflow', 'bus', purpose),
       bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `bench.${RUN}.${purpose}` }],
       retry: { maxAttempts: 5, backoff: { initialMs: 1_000, maxMs: 30_000, multiplier: 2 } },
     };

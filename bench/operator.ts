@@ -172,9 +172,9 @@ async function deleteBenchQueues(): Promise<void> {
   const channels = await Promise.all([0, 1, 2, 3].map(() => conn.createChannel()));
   const names: string[] = [];
   // The operator's purpose name for a Pipeline's source queue (reconcile/pipeline.ts).
-  for (let i = 0; i < PIPELINES; i++) names.push(`o2c.${ns}.items-${i}.events`);
+  for (let i = 0; i < PIPELINES; i++) names.push(`o2c.${ns}.pipeline.items-${i}.events`);
   for (let i = 0; i < CONNECTOR_PAIRS; i++)
-    for (const s of ['erp', 'crm']) names.push(`o2c.${ns}.${s}-${i}.commands`);
+    for (const s of ['erp', 'crm']) names.push(`o2c.${ns}.connector.${s}-${i}.commands`);
   await Promise.all(
     names.flatMap((q, i) =>
       [q, `${q}.dlq`].map((n) => channels[i % channels.length]!.deleteQueue(n).catch(() => {})),

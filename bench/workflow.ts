@@ -139,6 +139,6 @@ connectors.kill('SIGTERM');
 await new Promise((r) => connectors.once('exit', r));
 const retry = { maxAttempts: 8, backoff: { initialMs: 1000, maxMs: 300_000, multiplier: 2 } };
 for (const c of parsed.connectors)
-  specs.push({ name: `o2c.${namespace}.${c.name}.commands`, bindings: [], retry });
+  specs.push({ name: `o2c.${namespace}.connector.${c.name}.commands`, bindings: [], retry });
 await deleteQueues(BROKER, specs);
 process.exit(0);

@@ -5,16 +5,19 @@ import { type Channel, type ChannelModel, connect } from 'amqplib';
 import {
   COMMANDS_EXCHANGE,
   dlqName as deadLetterQueueName,
+  EVENTS_EXCHANGE,
+  kindOf,
+  queueName,
+} from '../../runtime/src/bus/addressing.js';
+import {
   declareTopology,
   deleteQueueTopology,
-  EVENTS_EXCHANGE,
   planQueueTopology,
   type QueueSpec,
-  queueName,
 } from '../../runtime/src/bus/topology.js';
 
-// Names and exchanges come from the runtime's bus module: the operator declares what the pods use.
-export { COMMANDS_EXCHANGE, deadLetterQueueName, EVENTS_EXCHANGE, queueName };
+// Names and exchanges come from the runtime's addressing module: the operator declares what the pods use.
+export { COMMANDS_EXCHANGE, deadLetterQueueName, EVENTS_EXCHANGE, kindOf, queueName };
 
 export interface TopologyBinding {
   exchange: typeof EVENTS_EXCHANGE | typeof COMMANDS_EXCHANGE;
@@ -145,14 +148,14 @@ export class AmqpResourceBroker implements ResourceBroker {
 
   private async declare(
     namespace: string,
-    _kind: string,
+    kind: string,
     name: string,
     purposes: TopologyPurpose[],
   ): Promise<string[]> {
     const ch = await this.openChannel();
     const queues: string[] = [];
     for (const { purpose, bindings, partitions } of purposes) {
-      const queue = queueName(namespace, name, purpose);
+      const queue = queueName(namespace, kindOf(kind), name, purpose);
       // Exactly the arguments the runtime's bus declares (quorum, delivery limit, at-least-once
       // dead-lettering to the DLQ): a queue declared twice with different arguments is refused.
       // Delay tiers are shared and declared by the consumers that use them.
@@ -172,14 +175,19 @@ export class AmqpResourceBroker implements ResourceBroker {
 
   private async delete(
     namespace: string,
-    _kind: string,
+    kind: string,
     name: string,
     purposes: readonly DeletablePurpose[],
   ): Promise<void> {
     await this.openChannel();
     const conn = await this.connection!;
     for (const { purpose, partitions } of purposes) {
-      const base: QueueSpec = { name: queueName(namespace, name, purpose), bindings: [], retry: NO_RETRY };
+      // The kind is in the name: a Pipeline's deletion never touches a same-named Workflow's queues.
+      const base: QueueSpec = {
+        name: queueName(namespace, kindOf(kind), name, purpose),
+        bindings: [],
+        retry: NO_RETRY,
+      };
       // The plain layout, and the ordered one it may have had (partitions and the ordering exchange):
       // the runtime's bus removes each entity on its own channel, a 404 counting as gone.
       await deleteQueueTopology(conn, base);

@@ -44,7 +44,7 @@ const specs: QueueSpec[] = [];
 
 function aSpec(purpose: string, overrides: Partial<QueueSpec> = {}): QueueSpec {
   const spec: QueueSpec = {
-    name: queueName(NS, 'billing', purpose),
+    name: queueName(NS, 'workflow', 'billing', purpose),
     bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${NS}.${purpose}.#` }],
     retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 1_000, multiplier: 2 } },
     ...overrides,

@@ -41,7 +41,7 @@ const children: ChildProcess[] = [];
 
 function aSpec(purpose: string): QueueSpec {
   const spec: QueueSpec = {
-    name: queueName(NS, 'orders', purpose),
+    name: queueName(NS, 'workflow', 'orders', purpose),
     bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${NS}.${purpose}.#` }],
     retry: { maxAttempts: 5, backoff: { initialMs: 200, maxMs: 2_000, multiplier: 2 } },
   };

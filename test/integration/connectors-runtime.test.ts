@@ -175,7 +175,7 @@ describe.each(['postgres', 'sqlite'] as const)('connector role with the simulato
   });
 
   it('announces a simulated dispatch as o2c.v1.ShipmentDispatched', async () => {
-    const dispatched = await eventTap(`${name}.dispatch-tap`, 'o2c.v1.ShipmentDispatched');
+    const dispatched = await eventTap(`${name}.dispatch-tap`, '#.o2c.v1.ShipmentDispatched');
     try {
       await send(
         {

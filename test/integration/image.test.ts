@@ -240,13 +240,13 @@ describe('the o2c image', () => {
   });
 
   it('the roles consume the queues the operator declared', async () => {
-    expect(await consumers(`o2c.${ns}.erp.commands`)).toBeGreaterThanOrEqual(1);
-    expect(await consumers(`o2c.${ns}.items.events`)).toBeGreaterThanOrEqual(1);
+    expect(await consumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
+    expect(await consumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
     for (const i of [0, 1, 2, 3]) {
-      expect(await consumers(`o2c.${ns}.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
+      expect(await consumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
     }
     for (const p of ['orders', 'replies', 'events']) {
-      expect(await consumers(`o2c.${ns}.orders.${p}`)).toBeGreaterThanOrEqual(1);
+      expect(await consumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
     }
   });
 

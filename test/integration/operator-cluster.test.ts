@@ -108,7 +108,7 @@ afterAll(async () => {
 describe('in a namespace of its own, away from the broker Secret', () => {
   it('gives the pods the broker URL through a connection Secret the resource owns', async () => {
     await client.apply(connector('erp'), 'kubectl');
-    queuesToClean.push(`o2c.${ns}.erp.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.erp.commands`);
     await waitForCondition(client, 'Connector', ns, 'erp', 'Reconciled', 'True');
     const secret = await client.get<KubeObject & { data: Record<string, string> }>(
       'Secret',
@@ -176,7 +176,7 @@ describe('names and failures', () => {
   it('gives a Connector with a 50-character name children whose names fit 63 characters', async () => {
     expect(longName).toHaveLength(50);
     await client.apply(connector(longName), 'kubectl');
-    queuesToClean.push(`o2c.${ns}.${longName}.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.${longName}.commands`);
     await waitForCondition(client, 'Connector', ns, longName, 'Reconciled', 'True');
     const services = await client.list<KubeObject>('Service', ns);
     const svc = services.items.find((s) => s.metadata.labels?.['o2c.dev/name'] === longName);
@@ -207,7 +207,7 @@ describe('names and failures', () => {
       { ...connector('wms', { system: 'wms' }), metadata: { name: 'wms', namespace: quotaNs } },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${quotaNs}.wms.commands`);
+    queuesToClean.push(`o2c.${quotaNs}.connector.wms.commands`);
     const c = await waitForCondition(
       client,
       'Connector',
@@ -246,7 +246,7 @@ describe('the embedded store in a cluster', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(...['orders', 'replies', 'events'].map((p) => `o2c.${ns}.orders.${p}`));
+    queuesToClean.push(...['orders', 'replies', 'events'].map((p) => `o2c.${ns}.workflow.orders.${p}`));
     const claim = await eventually('PersistentVolumeClaim', () =>
       client.get<KubeObject & { spec: Record<string, unknown> }>(
         'PersistentVolumeClaim',
@@ -288,7 +288,7 @@ describe('the embedded store in a cluster', () => {
 describe('the broker', () => {
   it('deleting an ordered Pipeline removes its partition queues and the ordering exchange', async () => {
     await client.apply(connector('crm', { system: 'crm', driver: 'simulator' }), 'kubectl');
-    queuesToClean.push(`o2c.${ns}.crm.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.crm.commands`);
     await client.apply(
       {
         apiVersion: 'o2c.dev/v1alpha1',
@@ -303,23 +303,23 @@ describe('the broker', () => {
       },
       'kubectl',
     );
-    const deliveries = `o2c.${ns}.items.deliveries`;
+    const deliveries = `o2c.${ns}.pipeline.items.deliveries`;
     const partitions = [0, 1, 2, 3].map((i) => `${deliveries}.p${i}`);
-    queuesToClean.push(`o2c.${ns}.items.events`, ...partitions, deliveries);
+    queuesToClean.push(`o2c.${ns}.pipeline.items.events`, ...partitions, deliveries);
     await waitForCondition(client, 'Pipeline', ns, 'items', 'TopologyReady', 'True');
     for (const q of [...partitions, `${deliveries}.dlq`]) expect(await queueExists(q)).toBe(true);
     expect(await exchangeExists(`${deliveries}.ordering`)).toBe(true);
 
     await client.delete('Pipeline', ns, 'items');
     await eventually('finalized', async () => (await client.get('Pipeline', ns, 'items')) === undefined);
-    for (const q of [...partitions, `${deliveries}.dlq`, `o2c.${ns}.items.events`]) {
+    for (const q of [...partitions, `${deliveries}.dlq`, `o2c.${ns}.pipeline.items.events`]) {
       expect(await queueExists(q)).toBe(false);
     }
     expect(await exchangeExists(`${deliveries}.ordering`)).toBe(false);
   });
 
   it('declares again, within the resync period, a queue deleted behind its back', async () => {
-    const queue = `o2c.${ns}.erp.commands`;
+    const queue = `o2c.${ns}.connector.erp.commands`;
     await waitForCondition(client, 'Connector', ns, 'erp', 'TopologyReady', 'True');
     await deleteQueues([queue]);
     expect(await queueExists(queue)).toBe(false);

@@ -84,10 +84,10 @@ beforeAll(async () => {
     ),
   );
   for (const name of ['erp', 'crm', 'wms', 'tax', 'payment'])
-    queuesToClean.push(`o2c.${ns}.${name}.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.${name}.commands`);
   for (const name of ['items-to-crm', 'prices-to-crm', 'customers-to-erp'])
-    queuesToClean.push(`o2c.${ns}.${name}.events`);
-  for (const p of ['events', 'orders', 'replies']) queuesToClean.push(`o2c.${ns}.distributor.${p}`);
+    queuesToClean.push(`o2c.${ns}.pipeline.${name}.events`);
+  for (const p of ['events', 'orders', 'replies']) queuesToClean.push(`o2c.${ns}.workflow.distributor.${p}`);
 });
 
 afterAll(async () => {
@@ -146,7 +146,7 @@ describe('operator lifecycle', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.after-outage.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.after-outage.commands`);
     await eventually(
       'child of after-outage',
       () => client.get('ConfigMap', ns, 'o2c-connector-after-outage'),
@@ -182,7 +182,7 @@ describe('operator lifecycle', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.while-a-leads.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.while-a-leads.commands`);
     await eventually('child of while-a-leads', () =>
       client.get('ConfigMap', ns, 'o2c-connector-while-a-leads'),
     );
@@ -206,7 +206,7 @@ describe('operator lifecycle', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.while-b-leads.commands`);
+    queuesToClean.push(`o2c.${ns}.connector.while-b-leads.commands`);
     await eventually('child of while-b-leads', () =>
       client.get('ConfigMap', ns, 'o2c-connector-while-b-leads'),
     );

@@ -77,11 +77,11 @@ afterAll(async () => {
   await operator?.stop();
   admin?.close();
   await plane?.stop();
-  const queues = ['erp', 'crm', 'wms', 'tax', 'payment'].map((c) => `o2c.${ns}.${c}.commands`);
+  const queues = ['erp', 'crm', 'wms', 'tax', 'payment'].map((c) => `o2c.${ns}.connector.${c}.commands`);
   queues.push(
-    ...['items-to-crm', 'prices-to-crm', 'customers-to-erp'].map((p) => `o2c.${ns}.${p}.events`),
-    ...['events', 'orders', 'replies'].map((p) => `o2c.${ns}.distributor.${p}`),
-    `o2c.${ns}.unbound.commands`,
+    ...['items-to-crm', 'prices-to-crm', 'customers-to-erp'].map((p) => `o2c.${ns}.pipeline.${p}.events`),
+    ...['events', 'orders', 'replies'].map((p) => `o2c.${ns}.workflow.distributor.${p}`),
+    `o2c.${ns}.connector.unbound.commands`,
   );
   await deleteQueues(queues.flatMap((q) => [q, `${q}.dlq`]));
   // The example Pipelines are ordered: their partitions and ordering exchanges too.

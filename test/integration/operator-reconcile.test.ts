@@ -135,7 +135,7 @@ describe('applying examples/distributor', () => {
     expect(config.connectors.erp).toEqual({
       system: 'erp',
       driver: 'simulator',
-      commandQueue: `o2c.${ns}.erp.commands`,
+      commandQueue: `o2c.${ns}.connector.erp.commands`,
       routingKey: `${ns}.erp`,
     });
     expect(config.secrets).toEqual({ 'order-api-tokens': '/etc/o2c/secrets/order-api-tokens' });
@@ -162,26 +162,26 @@ describe('applying examples/distributor', () => {
 
   it('declares the RabbitMQ queues of each resource', async () => {
     for (const q of [
-      `o2c.${ns}.erp.commands`,
-      `o2c.${ns}.items-to-crm.events`,
-      `o2c.${ns}.distributor.events`,
-      `o2c.${ns}.distributor.orders`,
-      `o2c.${ns}.distributor.replies`,
+      `o2c.${ns}.connector.erp.commands`,
+      `o2c.${ns}.pipeline.items-to-crm.events`,
+      `o2c.${ns}.workflow.distributor.events`,
+      `o2c.${ns}.workflow.distributor.orders`,
+      `o2c.${ns}.workflow.distributor.replies`,
     ]) {
       queuesToClean.push(q, `${q}.dlq`);
     }
     for (const c of ['crm', 'wms', 'tax', 'payment'])
-      queuesToClean.push(`o2c.${ns}.${c}.commands`, `o2c.${ns}.${c}.commands.dlq`);
+      queuesToClean.push(`o2c.${ns}.connector.${c}.commands`, `o2c.${ns}.connector.${c}.commands.dlq`);
     for (const p of ['prices-to-crm', 'customers-to-erp'])
-      queuesToClean.push(`o2c.${ns}.${p}.events`, `o2c.${ns}.${p}.events.dlq`);
+      queuesToClean.push(`o2c.${ns}.pipeline.${p}.events`, `o2c.${ns}.pipeline.${p}.events.dlq`);
     await waitForCondition(client, 'Workflow', ns, 'distributor', 'TopologyReady', 'True', 'QueuesDeclared');
     for (const q of [
-      `o2c.${ns}.erp.commands`,
-      `o2c.${ns}.erp.commands.dlq`,
-      `o2c.${ns}.items-to-crm.events`,
-      `o2c.${ns}.distributor.events`,
-      `o2c.${ns}.distributor.orders`,
-      `o2c.${ns}.distributor.replies`,
+      `o2c.${ns}.connector.erp.commands`,
+      `o2c.${ns}.connector.erp.commands.dlq`,
+      `o2c.${ns}.pipeline.items-to-crm.events`,
+      `o2c.${ns}.workflow.distributor.events`,
+      `o2c.${ns}.workflow.distributor.orders`,
+      `o2c.${ns}.workflow.distributor.replies`,
     ]) {
       expect(await queueExists(q), q).toBe(true);
     }
@@ -325,7 +325,7 @@ describe('references', () => {
     await waitForCondition(client, 'Connector', ns, 'ledger', 'Ready', 'True');
     const cm = await child<ConfigMap>('ConfigMap', 'o2c-connector-ledger');
     expect(cm.data['config.json']).not.toContain('s3cret');
-    queuesToClean.push(`o2c.${ns}.ledger.commands`, `o2c.${ns}.ledger.commands.dlq`);
+    queuesToClean.push(`o2c.${ns}.connector.ledger.commands`, `o2c.${ns}.connector.ledger.commands.dlq`);
   });
 
   it('reports a Pipeline filter that does not compile as SpecValid=False naming the field, and runs nothing', async () => {
@@ -342,7 +342,7 @@ describe('references', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.bad-cel.events`, `o2c.${ns}.bad-cel.events.dlq`);
+    queuesToClean.push(`o2c.${ns}.pipeline.bad-cel.events`, `o2c.${ns}.pipeline.bad-cel.events.dlq`);
     const invalid = await waitForCondition(
       client,
       'Pipeline',
@@ -370,7 +370,7 @@ describe('references', () => {
       },
       'kubectl',
     );
-    queuesToClean.push(`o2c.${ns}.orphan.events`, `o2c.${ns}.orphan.events.dlq`);
+    queuesToClean.push(`o2c.${ns}.pipeline.orphan.events`, `o2c.${ns}.pipeline.orphan.events.dlq`);
     const missing = await waitForCondition(
       client,
       'Pipeline',
@@ -387,10 +387,10 @@ describe('references', () => {
     // A tax system cannot take UpsertItem.
     await client.apply(connector('pim', { system: 'tax' }), 'kubectl');
     queuesToClean.push(
-      `o2c.${ns}.shop.commands`,
-      `o2c.${ns}.shop.commands.dlq`,
-      `o2c.${ns}.pim.commands`,
-      `o2c.${ns}.pim.commands.dlq`,
+      `o2c.${ns}.connector.shop.commands`,
+      `o2c.${ns}.connector.shop.commands.dlq`,
+      `o2c.${ns}.connector.pim.commands`,
+      `o2c.${ns}.connector.pim.commands.dlq`,
     );
     const unsupported = await waitForCondition(
       client,
@@ -415,7 +415,7 @@ describe('references', () => {
 describe('deletion', () => {
   it('with deletionPolicy delete removes the broker queues, then the finalizer', async () => {
     await client.apply(connector('doomed', {}), 'kubectl');
-    const queue = `o2c.${ns}.doomed.commands`;
+    const queue = `o2c.${ns}.connector.doomed.commands`;
     queuesToClean.push(queue, `${queue}.dlq`);
     await waitForCondition(client, 'Connector', ns, 'doomed', 'TopologyReady', 'True');
     const live = await client.get<AnyResource>('Connector', ns, 'doomed');
@@ -433,7 +433,7 @@ describe('deletion', () => {
 
   it('with deletionPolicy retain keeps the queues', async () => {
     await client.apply(connector('kept', { deletionPolicy: 'retain' }), 'kubectl');
-    const queue = `o2c.${ns}.kept.commands`;
+    const queue = `o2c.${ns}.connector.kept.commands`;
     queuesToClean.push(queue, `${queue}.dlq`);
     await waitForCondition(client, 'Connector', ns, 'kept', 'TopologyReady', 'True');
     await client.delete('Connector', ns, 'kept');

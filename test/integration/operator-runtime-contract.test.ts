@@ -150,7 +150,7 @@ describe('runtime pods started from what the operator rendered', () => {
   it('a Connector consumes its rendered command queue', async () => {
     await startRuntime('connector', 'o2c-connector-erp');
     await startRuntime('connector', 'o2c-connector-crm');
-    expect(await consumers(`o2c.${ns}.erp.commands`)).toBeGreaterThanOrEqual(1);
+    expect(await consumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
     // Its outbox, inbox and watermarks on the data volume: the CRD's embedded default.
     const erp = await client.get<KubeObject & { spec: { store?: unknown } }>('Connector', ns, 'erp');
     expect(erp?.spec.store).toEqual({ embedded: { size: '1Gi' } });
@@ -159,16 +159,16 @@ describe('runtime pods started from what the operator rendered', () => {
 
   it('an ordered Pipeline consumes its events queue and every rendered partition', async () => {
     await startRuntime('pipeline', 'o2c-pipeline-items');
-    expect(await consumers(`o2c.${ns}.items.events`)).toBeGreaterThanOrEqual(1);
+    expect(await consumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
     for (const i of [0, 1, 2, 3]) {
-      expect(await consumers(`o2c.${ns}.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
+      expect(await consumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
     }
   });
 
   it('a Workflow consumes its orders, replies and events queues', async () => {
     await startRuntime('workflow', 'o2c-workflow-orders');
     for (const p of ['orders', 'replies', 'events']) {
-      expect(await consumers(`o2c.${ns}.orders.${p}`)).toBeGreaterThanOrEqual(1);
+      expect(await consumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
     }
   });
 });

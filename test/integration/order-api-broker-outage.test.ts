@@ -15,7 +15,7 @@ describe('outbox relay across a broker outage', () => {
 
   beforeAll(async () => {
     rabbit = await startPrivateRabbit('api-outage');
-    tap = await eventTap(queue, 'o2c.v1.OrderSubmitted', rabbit.url);
+    tap = await eventTap(queue, '#.o2c.v1.OrderSubmitted', rabbit.url);
     api = await startApi({ store: 'postgres', name: 'o2c_test_api_outage', brokerUrl: rabbit.url });
   }, 120_000);
   afterAll(async () => {
@@ -50,7 +50,7 @@ describe('outbox relay across a broker outage', () => {
 
     // The tap's own consumer died with the broker; read what the queue holds now.
     await tap.close().catch(() => {});
-    tap = await eventTap(`${queue}.after`, 'o2c.v1.OrderSubmitted', rabbit.url);
+    tap = await eventTap(`${queue}.after`, '#.o2c.v1.OrderSubmitted', rabbit.url);
     await until(
       async () => (await api.role.store.pendingOutbox(1000)).length === 0,
       60_000,

@@ -325,7 +325,7 @@ describe('OrderSubmitted events on RabbitMQ', () => {
   let api: ApiHarness;
   let tap: Awaited<ReturnType<typeof eventTap>>;
   beforeAll(async () => {
-    tap = await eventTap(`o2c.test.api-events.${process.pid}`, 'o2c.v1.OrderSubmitted');
+    tap = await eventTap(`o2c.test.api-events.${process.pid}`, '#.o2c.v1.OrderSubmitted');
     api = await startApi({ store: 'postgres', name: 'o2c_test_api_events' });
   });
   afterAll(async () => {

@@ -7,6 +7,7 @@ import amqp from 'amqplib';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventRoutingKey } from '../../runtime/src/bus/addressing.js';
 import { BusConnection } from '../../runtime/src/bus/connection.js';
 import { FailureHeader } from '../../runtime/src/bus/consumer.js';
 import { ConfirmPublisher } from '../../runtime/src/bus/publisher.js';
@@ -138,7 +139,9 @@ describe('a pipeline from ERP items to CRM products', () => {
     });
     await publisher.publish({
       exchange: 'o2c.events',
-      routingKey: 'o2c.v1.ItemUpserted',
+      // Always routed as the ERP's: an event whose source disagrees with its key (WMS-1 below) is
+      // still refused by the worker; one routed as the WMS's never reaches the queue at all.
+      routingKey: eventRoutingKey(`o2c/${NS}/connector/${ERP}`, 'o2c.v1.ItemUpserted'),
       body: toBinary(EnvelopeSchema, envelope),
       messageId: id,
       type: 'o2c.v1.ItemUpserted',

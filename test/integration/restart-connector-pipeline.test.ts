@@ -7,6 +7,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventRoutingKey } from '../../runtime/src/bus/addressing.js';
 import { BusConnection } from '../../runtime/src/bus/connection.js';
 import { ConfirmPublisher } from '../../runtime/src/bus/publisher.js';
 import { ItemSchema } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
@@ -81,7 +82,7 @@ async function itemUpserted(sku: string): Promise<void> {
     try {
       await publisher.publish({
         exchange: 'o2c.events',
-        routingKey: 'o2c.v1.ItemUpserted',
+        routingKey: eventRoutingKey(envelope.source, 'o2c.v1.ItemUpserted'),
         body: toBinary(EnvelopeSchema, envelope),
         messageId: envelope.id,
         type: 'o2c.v1.ItemUpserted',

@@ -533,7 +533,7 @@ describe('tryton connector role on RabbitMQ', () => {
     await deleteQueueTopology(bus.model as never, commandQueueSpec(roleConfig, retry));
     publisher = new ConfirmPublisher(bus);
     replies = await eventTap(`${PREFIX}.replies.${RUN}`, replyTo);
-    dispatched = await eventTap(`${PREFIX}.dispatched.${RUN}`, 'o2c.v1.ShipmentDispatched');
+    dispatched = await eventTap(`${PREFIX}.dispatched.${RUN}`, '#.o2c.v1.ShipmentDispatched');
     role = await startConnectorRole({ config: roleConfig, connection: bus, credentials, retry, logger });
   });
 

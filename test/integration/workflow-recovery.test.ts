@@ -49,7 +49,7 @@ describe('a workflow process killed in the middle of 200 orders', () => {
     await deleteQueues(BROKER_URL, [
       ...roles.map((r) => r.consumer.spec),
       ...['orders', 'replies', 'events'].map((p) => ({
-        name: queueName('wf-kill', 'distributor', p),
+        name: queueName('wf-kill', 'workflow', 'distributor', p),
         bindings: [],
         retry,
       })),

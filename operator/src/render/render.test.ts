@@ -251,19 +251,19 @@ describe('the runtime config names every queue and routing key', () => {
     });
     expect(cfg.broker.queues).toEqual({
       events: {
-        queue: 'o2c.shop.items.events',
-        deadLetter: 'o2c.shop.items.events.dlq',
-        bindings: [{ exchange: 'o2c.events', routingKey: 'o2c.v1.ItemUpserted' }],
+        queue: 'o2c.shop.pipeline.items.events',
+        deadLetter: 'o2c.shop.pipeline.items.events.dlq',
+        bindings: [{ exchange: 'o2c.events', routingKey: 'shop.connector.erp.o2c.v1.ItemUpserted' }],
       },
       deliveries: {
-        queue: 'o2c.shop.items.deliveries',
-        deadLetter: 'o2c.shop.items.deliveries.dlq',
+        queue: 'o2c.shop.pipeline.items.deliveries',
+        deadLetter: 'o2c.shop.pipeline.items.deliveries.dlq',
         bindings: [],
         partitions: 4,
       },
     });
     expect(cfg.connectors.crm).toMatchObject({
-      commandQueue: 'o2c.shop.crm.commands',
+      commandQueue: 'o2c.shop.connector.crm.commands',
       routingKey: 'shop.crm',
     });
   });

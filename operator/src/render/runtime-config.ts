@@ -16,23 +16,24 @@ import {
   COMMANDS_EXCHANGE,
   deadLetterQueueName,
   EVENTS_EXCHANGE,
+  kindOf,
   queueName,
   type TopologyPurpose,
 } from '../broker.js';
 import type { AnyResource } from '../resources.js';
 import { roleOf } from './names.js';
 
-export { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
+export { commandRoutingKey } from '../../../runtime/src/bus/addressing.js';
 export { CONFIG_DIR, SECRETS_DIR } from '../../../runtime/src/contract/runtime-config.js';
 export type { ResolvedConnector, RuntimeConfig };
 
-import { commandRoutingKey } from '../../../runtime/src/connectors/commands.js';
+import { commandRoutingKey } from '../../../runtime/src/bus/addressing.js';
 
 export function resolveConnector(namespace: string, name: string, spec: ConnectorSpec): ResolvedConnector {
   return {
     system: spec.system,
     driver: spec.driver,
-    commandQueue: queueName(namespace, name, 'commands'),
+    commandQueue: queueName(namespace, 'connector', name, 'commands'),
     routingKey: commandRoutingKey(namespace, name),
   };
 }
@@ -44,8 +45,8 @@ export interface RuntimeConfigInputs {
   secretNames: readonly string[];
 }
 
-export function queueRouteOf(namespace: string, name: string, p: TopologyPurpose): QueueRoute {
-  const queue = queueName(namespace, name, p.purpose);
+export function queueRouteOf(namespace: string, kind: string, name: string, p: TopologyPurpose): QueueRoute {
+  const queue = queueName(namespace, kindOf(kind), name, p.purpose);
   return {
     queue,
     deadLetter: deadLetterQueueName(queue),
@@ -62,7 +63,7 @@ export function renderRuntimeConfig(r: AnyResource, inputs: RuntimeConfigInputs)
     connectors[n] = resolveConnector(namespace, n, spec);
   }
   const queues: Record<string, QueueRoute> = {};
-  for (const p of inputs.purposes) queues[p.purpose] = queueRouteOf(namespace, name, p);
+  for (const p of inputs.purposes) queues[p.purpose] = queueRouteOf(namespace, r.kind, name, p);
   const secrets: Record<string, string> = {};
   for (const s of [...inputs.secretNames].sort()) secrets[s] = `${SECRETS_DIR}/${s}`;
   return {

@@ -3,10 +3,11 @@
 // configured, consistent-hash partitions with a single active consumer each. `planQueueTopology` is
 // pure; `declareQueueTopology` applies a plan idempotently.
 import type { Channel, ChannelModel } from 'amqplib';
+import { COMMANDS_EXCHANGE, dlqName, EVENTS_EXCHANGE } from './addressing.js';
 import { asTopologyConflict, isNotFound } from './errors.js';
 
-export const EVENTS_EXCHANGE = 'o2c.events';
-export const COMMANDS_EXCHANGE = 'o2c.commands';
+// Names live in addressing.ts; re-exported for the bus modules that use them with the topology.
+export { COMMANDS_EXCHANGE, dlqName, EVENTS_EXCHANGE, queueName } from './addressing.js';
 /** Header the consistent-hash exchange hashes on; the publisher sets it from the ordering key. */
 export const ORDERING_HEADER = 'x-o2c-ordering-key';
 /** Redeliveries (consumer crashes, channel losses) after which the broker parks a message itself. */
@@ -29,7 +30,7 @@ export interface QueueBinding {
 }
 
 export interface QueueSpec {
-  /** `queueName(namespace, resource, purpose)`. */
+  /** `queueName(namespace, kind, resource, purpose)` (addressing.ts). */
   name: string;
   bindings: QueueBinding[];
   retry: RetryPolicy;
@@ -39,21 +40,6 @@ export interface QueueSpec {
   deliveryLimit?: number;
 }
 
-const NAME_PART = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
-
-/** `o2c.<namespace>.<resource>.<purpose>`; parts are Kubernetes-style names. */
-export function queueName(namespace: string, resource: string, purpose: string): string {
-  for (const [what, part] of [
-    ['namespace', namespace],
-    ['resource', resource],
-    ['purpose', purpose],
-  ] as const) {
-    if (!NAME_PART.test(part)) throw new Error(`queue ${what} '${part}' must be a lowercase DNS-style name`);
-  }
-  return `o2c.${namespace}.${resource}.${purpose}`;
-}
-
-export const dlqName = (queue: string): string => `${queue}.dlq`;
 /**
  * Delay tiers are shared by every queue on the broker: one fanout exchange and one quorum queue per
  * delay. A retried message is published to the tier's exchange with its work queue's name as the

@@ -1,7 +1,8 @@
 // How other roles talk to a connector: a ConnectorCommand in an Envelope on exchange o2c.commands
 // with routing key `<namespace>.<connector>` (Connectors are namespaced, like every resource, so two
-// namespaces with a Connector named erp never see each other's commands); the reply comes back as an Envelope{connector_reply} on
-// o2c.events with routing key = the command's reply_to. The workflow engine builds its commands here.
+// namespaces with a Connector named erp never see each other's commands); the reply comes back as an
+// Envelope{connector_reply} on o2c.events with routing key = the command's reply_to, which names the
+// sender (bus/addressing.ts). The workflow engine builds its commands here.
 
 import { randomUUID } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
@@ -16,23 +17,16 @@ import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage } from '../store/types.js';
 import type { MethodName, RequestOf } from './driver.js';
 
-export { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
+export { COMMANDS_EXCHANGE, commandRoutingKey, EVENTS_EXCHANGE, REPLY_TYPE } from '../bus/addressing.js';
 
-import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
+import { COMMANDS_EXCHANGE, commandRoutingKey, EVENTS_EXCHANGE, REPLY_TYPE } from '../bus/addressing.js';
 /** Envelope type of a command, also its AMQP `type`. */
 export const COMMAND_TYPE = 'o2c.v1.ConnectorCommand';
-/** Event type of a reply; its routing key (and type) is the command's reply_to, this plus a qualifier. */
-export const REPLY_TYPE = 'o2c.v1.ConnectorReply';
 /** Reply routing key when a command names none. */
 export const DEFAULT_REPLY_TO = REPLY_TYPE;
 
 /** A request with its oneof case: `{ case: 'createSalesOrder', value: {...} }`. */
 export type CommandRequest = { [M in MethodName]: { case: M; value: RequestOf<M> } }[MethodName];
-
-/** Routing key of a Connector's commands on o2c.commands. */
-export function commandRoutingKey(namespace: string, connector: string): string {
-  return `${namespace}.${connector}`;
-}
 
 export interface CommandInput {
   /** The Connector's namespace (default "default") and name: together the routing key on o2c.commands. */
@@ -43,7 +37,7 @@ export interface CommandInput {
   request: CommandRequest;
   orderId: string;
   step: string;
-  /** Routing key of the reply on o2c.events, e.g. `workflow.distributor.reply`. */
+  /** Routing key of the reply on o2c.events: replyRoutingKey (bus/addressing.ts) of the sender. */
   replyTo: string;
   correlationId: string;
   /** The message that caused this command (e.g. the OrderSubmitted event id). */

@@ -5,12 +5,12 @@
 import { createHash } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { EVENTS_EXCHANGE, eventRoutingKey } from '../bus/addressing.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage, Store, Tx } from '../store/types.js';
-import { EVENTS_EXCHANGE } from './commands.js';
 
 export interface OriginatedEvent {
-  /** Event type, also the routing key on o2c.events, e.g. o2c.v1.ShipmentDispatched. */
+  /** Event type, e.g. o2c.v1.ShipmentDispatched; routed as `<ns>.connector.<name>.<type>`. */
   type: string;
   payload: Envelope['payload'];
   /** What the event is about (the o2c order id, a SKU): subject and ordering key. */
@@ -57,7 +57,7 @@ export function originatedMessage(source: string, event: OriginatedEvent, now: n
   return {
     id: envelope.id,
     exchange: EVENTS_EXCHANGE,
-    routingKey: event.type,
+    routingKey: eventRoutingKey(source, event.type),
     body: toBinary(EnvelopeSchema, envelope),
     type: event.type,
     correlationId: envelope.correlationId,

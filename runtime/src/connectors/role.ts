@@ -55,7 +55,7 @@ export function commandQueueSpec(
   name?: string,
 ): QueueSpec {
   return {
-    name: name ?? queueName(config.namespace ?? 'default', config.name, 'commands'),
+    name: name ?? queueName(config.namespace ?? 'default', 'connector', config.name, 'commands'),
     bindings: [
       {
         exchange: COMMANDS_EXCHANGE,

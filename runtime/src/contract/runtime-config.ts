@@ -3,7 +3,7 @@
 import type { ConnectorSpec } from '../../../crds/connector.js';
 import type { PipelineSpec } from '../../../crds/pipeline.js';
 import type { WorkflowSpec } from '../../../crds/workflow.js';
-import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/topology.js';
+import { COMMANDS_EXCHANGE, EVENTS_EXCHANGE } from '../bus/addressing.js';
 
 /** Bumped on any incompatible change; a runtime refuses a config it does not know. */
 export const RUNTIME_CONFIG_API_VERSION = 'o2c.dev/runtime/v1';

@@ -5,14 +5,14 @@ import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage } from '../store/types.js';
 import { newEventId } from './ids.js';
 
-export { EVENTS_EXCHANGE } from '../bus/topology.js';
+export { EVENTS_EXCHANGE } from '../bus/addressing.js';
 
-import { EVENTS_EXCHANGE } from '../bus/topology.js';
+import { EVENTS_EXCHANGE, eventRoutingKey } from '../bus/addressing.js';
 
 /**
- * Event type = the payload's protobuf message name = routing key on o2c.events, so Pipelines and
- * Workflow await steps name events the way the contract does (o2c.v1.ShipmentDispatched) and a
- * binding such as `o2c.v1.#` sees every event.
+ * Event type = the payload's protobuf message name = AMQP `type`, so Pipelines and Workflow await
+ * steps name events the way the contract does (o2c.v1.ShipmentDispatched). The routing key on
+ * o2c.events prefixes it with the publisher: `<namespace>.workflow.<name>.<type>`.
  */
 export const EventType = {
   OrderSubmitted: 'o2c.v1.OrderSubmitted',
@@ -54,7 +54,7 @@ export function buildEnvelope(init: EnvelopeInit): Envelope {
 export function envelopeToOutbox(
   envelope: Envelope,
   exchange = EVENTS_EXCHANGE,
-  routingKey = envelope.type,
+  routingKey = eventRoutingKey(envelope.source, envelope.type),
 ): OutboxMessage {
   const headers: Record<string, string> = {};
   if (envelope.traceparent) headers.traceparent = envelope.traceparent;

@@ -3,16 +3,16 @@
 // it. Replies are matched to their command by the reply's causation_id (= the command envelope id).
 // A reply nobody waits for any more (timed out, process restarted) is dropped: the event's retry sends
 // a fresh command with the same idempotency key. Poison (no reply, or one that names no command) is
-// parked in the pipeline's durable `o2c.<ns>.<pipeline>.replies.dlq`, declared when the first arrives.
+// parked in the pipeline's durable `o2c.<ns>.pipeline.<pipeline>.replies.dlq`, declared when the first arrives.
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import { dlqName, EVENTS_EXCHANGE, queueName, replyRoutingKey } from '../bus/addressing.js';
 import { TrackedConfirmChannel } from '../bus/confirm-channel.js';
 import type { BusConnection } from '../bus/connection.js';
 import { decodeEnvelope } from '../bus/decode-envelope.js';
 import { parkInDlq } from '../bus/dlq.js';
 import { PoisonMessageError } from '../bus/errors.js';
-import { dlqName, EVENTS_EXCHANGE, queueName } from '../bus/topology.js';
 import { REPLY_TYPE } from '../connectors/commands.js';
 import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 
@@ -35,6 +35,11 @@ export interface ReplyWaiterOptions {
   logger: Logger;
 }
 
+/** Where poison replies of every replica of Pipeline `pipeline` are parked; deleted with the Pipeline. */
+export function pipelineRepliesDeadLetterQueue(namespace: string, pipeline: string): string {
+  return dlqName(queueName(namespace, 'pipeline', pipeline, 'replies'));
+}
+
 export class ReplyWaiter {
   /** The reply_to of this process's commands: a routing key on o2c.events. */
   readonly routingKey: string;
@@ -52,9 +57,12 @@ export class ReplyWaiter {
   constructor(o: ReplyWaiterOptions) {
     const instance = o.instance ?? randomBytes(4).toString('hex');
     this.connection = o.connection;
-    this.routingKey = `${REPLY_TYPE}.${o.namespace}.${o.pipeline}.${instance}`;
-    this.queue = queueName(o.namespace, o.pipeline, `replies.${instance}`);
-    this.deadLetterQueue = dlqName(queueName(o.namespace, o.pipeline, 'replies'));
+    this.routingKey = replyRoutingKey(
+      { namespace: o.namespace, kind: 'pipeline', name: o.pipeline },
+      instance,
+    );
+    this.queue = queueName(o.namespace, 'pipeline', o.pipeline, `replies.${instance}`);
+    this.deadLetterQueue = pipelineRepliesDeadLetterQueue(o.namespace, o.pipeline);
     this.logger = o.logger;
   }
 

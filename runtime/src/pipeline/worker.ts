@@ -9,6 +9,7 @@
 import { toBinary, toJson } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
+import { eventBindingKey } from '../bus/addressing.js';
 import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, handleOnce, PermanentError } from '../bus/consumer.js';
 import { ConfirmPublisher } from '../bus/publisher.js';
@@ -58,7 +59,7 @@ export interface PipelineRoutes {
 }
 
 export interface PipelineQueues {
-  /** Bound on o2c.events to the source event types. */
+  /** Bound on o2c.events to the source Connector's events of the source types. */
   events: QueueSpec;
   /** Ordered pipelines: the partitioned queue the intake forwards to; its DLQ holds the failures. */
   deliveries?: QueueSpec;
@@ -72,11 +73,17 @@ export function pipelineQueues(
   partitions = ORDERING_PARTITIONS,
   routes?: PipelineRoutes,
 ): PipelineQueues {
+  // Only the source Connector's events of this namespace: another tenant's, or another Connector's
+  // of the same type, are not this Pipeline's to deliver.
+  const source = pipeline.spec.source.connector;
   const bindings =
     routes?.events.bindings ??
-    [...pipeline.sources.keys()].map((routingKey) => ({ exchange: EVENTS_EXCHANGE, routingKey }));
+    [...pipeline.sources.keys()].map((type) => ({
+      exchange: EVENTS_EXCHANGE,
+      routingKey: eventBindingKey(namespace, 'connector', source, type),
+    }));
   const events: QueueSpec = {
-    name: routes?.events.queue ?? queueName(namespace, name, 'events'),
+    name: routes?.events.queue ?? queueName(namespace, 'pipeline', name, 'events'),
     bindings,
     retry: pipeline.retry,
   };
@@ -85,7 +92,7 @@ export function pipelineQueues(
     // The intake only forwards; a failed forward is parked at once (no delay tiers to declare).
     events: { ...events, retry: { ...pipeline.retry, maxAttempts: 1 } },
     deliveries: {
-      name: routes?.deliveries?.queue ?? queueName(namespace, name, 'deliveries'),
+      name: routes?.deliveries?.queue ?? queueName(namespace, 'pipeline', name, 'deliveries'),
       bindings: [],
       retry: pipeline.retry,
       ordering: { partitions: routes?.deliveries?.partitions ?? partitions },

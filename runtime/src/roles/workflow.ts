@@ -5,6 +5,7 @@ import { type RunningServer, startHealthServer } from '../api/health.js';
 import type { ApiLimits } from '../api/limits.js';
 import { orderServiceRoutes } from '../api/order-service.js';
 import { startApiServer } from '../api/server.js';
+import { addressOfSource, sourceOf } from '../bus/addressing.js';
 import { BusConnection } from '../bus/connection.js';
 import { declareEventLog } from '../bus/event-log.js';
 import { ConfirmPublisher } from '../bus/publisher.js';
@@ -62,6 +63,20 @@ export interface WorkflowRole {
 
 export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<WorkflowRole> {
   const { logger } = options;
+  // The source is the routing key's prefix of every event the role publishes (bus/addressing.ts): it
+  // must name a resource, and with an engine this Workflow, or its orders would never reach it.
+  const address = addressOfSource(options.source);
+  if (!address)
+    throw new Error(`source '${options.source}' names no resource (o2c/<namespace>/<kind>/<name>)`);
+  if (options.workflow) {
+    const own = sourceOf({
+      namespace: options.workflow.namespace,
+      kind: 'workflow',
+      name: options.workflow.name,
+    });
+    if (options.source !== own)
+      throw new Error(`source '${options.source}' must be ${own}, the Workflow it runs`);
+  }
   const registry = options.registry ?? createRegistry();
   registerMigrations([...workflowMigrations, ...connectorMigrations]);
   const store = await openStore(options.storeUrl);

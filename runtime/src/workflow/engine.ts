@@ -132,7 +132,10 @@ export class WorkflowEngine {
   }
 
   private queue(purpose: string): string {
-    return this.o.routes?.queues[purpose]?.queue ?? queueName(this.o.namespace, this.o.workflow, purpose);
+    return (
+      this.o.routes?.queues[purpose]?.queue ??
+      queueName(this.o.namespace, 'workflow', this.o.workflow, purpose)
+    );
   }
 
   private routingKeyOf(connector: string): string | undefined {

@@ -47,7 +47,8 @@ export async function startApi(options: {
     apiPort: 0,
     healthPort: 0,
     tokensFile,
-    source: `o2c/test/workflow/${options.name}`,
+    // A source names a resource (bus/addressing.ts): database names use `_`, resource names `-`.
+    source: `o2c/test/workflow/${options.name.replace(/_/g, '-')}`,
     logger: createLogger('test', 'warn'),
     registry: createRegistry(false),
   });
