@@ -13,7 +13,7 @@ const anEntry = (overrides: Partial<DlqEntry> = {}): DlqEntry => ({
   attempts: 1,
   firstFailure: '2026-01-01T00:00:00.000Z',
   lastFailure: '2026-01-01T00:00:00.000Z',
-  originalQueue: 'o2c.default.distributor.events',
+  originalQueue: 'o2c.default.workflow.distributor.events',
   sizeBytes: 42,
   headers: {},
   ...overrides,
@@ -27,7 +27,7 @@ describe('formatDlqMessage', () => {
       [
         /^reason +poison \(UnknownEventType\)$/m,
         /^error +type "o2c.v1.ShipmentTeleported" is not an event type/m,
-        /^queue +o2c.default.distributor.events$/m,
+        /^queue +o2c.default.workflow.distributor.events$/m,
         /^envelope\n\{\n {2}"id": "m-1"\n\}$/m,
       ],
     ],

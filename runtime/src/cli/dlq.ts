@@ -1,5 +1,5 @@
 // `o2c dlq list|show|replay|purge <queue>`: inspect and recover dead-lettered messages. <queue> is a
-// work queue (o2c.<ns>.<resource>.<purpose>) or its `.dlq`.
+// work queue (o2c.<ns>.<kind>.<resource>.<purpose>) or its `.dlq`.
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { BusConnection } from '../bus/connection.js';
@@ -108,7 +108,7 @@ export async function runDlq(argv: string[]): Promise<number> {
   } catch (err) {
     if (!isNotFound(err)) throw err;
     console.error(
-      `no queue ${toDlqName(queue)} on the broker (is the queue name o2c.<namespace>.<resource>.<purpose>?)`,
+      `no queue ${toDlqName(queue)} on the broker (is the queue name o2c.<namespace>.<kind>.<name>.<purpose>, kind connector, pipeline or workflow?)`,
     );
     return 1;
   } finally {

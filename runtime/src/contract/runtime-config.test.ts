@@ -13,7 +13,7 @@ const aConfig = (patch: Record<string, unknown> = {}) =>
     broker: {
       urlFile: '/etc/o2c/connections/broker-url',
       exchanges: { events: 'o2c.events', commands: 'o2c.commands' },
-      queues: { commands: { queue: 'o2c.shop.erp.commands', deadLetter: 'x', bindings: [] } },
+      queues: { commands: { queue: 'o2c.shop.connector.erp.commands', deadLetter: 'x', bindings: [] } },
     },
     secrets: {},
     ...patch,
