@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DEFAULT_RESYNC_MS } from './operator.js';
+import { candidateIdentity } from './runtime/leader.js';
 
 export interface OperatorSettings {
   image: string;
@@ -66,7 +67,8 @@ export function settingsFromEnv(
       : undefined,
     leaseNamespace,
     leaseName: env.O2C_LEASE_NAME ?? 'o2c-operator',
-    identity: env.POD_NAME ?? `${hostname()}-${process.pid}`,
+    // One per process: a restarted container is a new candidate, not the Lease holder it replaced.
+    identity: candidateIdentity(env.POD_NAME || hostname()),
     healthPort: Number(env.O2C_HEALTH_PORT ?? 8081),
     workers: positive(env, 'O2C_WORKERS', 8),
     resyncMs: positive(env, 'O2C_RESYNC_SECONDS', DEFAULT_RESYNC_MS / 1000) * 1000,

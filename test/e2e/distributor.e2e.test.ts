@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { podOfIdentity } from '../../operator/src/runtime/leader.js';
 import { queueName } from '../../runtime/src/bus/addressing.js';
 import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
@@ -84,15 +85,36 @@ function ownedDeployment(o: KubeObject): KubeObject {
   return d;
 }
 
-function leader(): { holder: string; acquired: string; renewed: string; restarts: number } {
+/** The Lease holder: its process identity (`<pod>_<uuid>`) and its pod. */
+function leader(): {
+  holder: string;
+  pod: string;
+  acquired: string;
+  renewed: string;
+  transitions: number;
+  restarts: number;
+} {
   const lease = cluster.json(['-n', OPS, 'get', 'lease', 'o2c-operator']);
-  const spec = lease.spec as { holderIdentity?: string; acquireTime?: string; renewTime?: string };
+  const spec = lease.spec as {
+    holderIdentity?: string;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
   const holder = spec.holderIdentity ?? '';
-  const pod = cluster.list(['-n', OPS, 'get', 'pods']).find((p) => p.metadata.name === holder);
+  const podName = podOfIdentity(holder);
+  const pod = cluster.list(['-n', OPS, 'get', 'pods']).find((p) => p.metadata.name === podName);
   const restarts =
     (pod?.status as { containerStatuses?: Array<{ restartCount: number }> } | undefined)
       ?.containerStatuses?.[0]?.restartCount ?? 0;
-  return { holder, acquired: spec.acquireTime ?? '', renewed: spec.renewTime ?? '', restarts };
+  return {
+    holder,
+    pod: podName,
+    acquired: spec.acquireTime ?? '',
+    renewed: spec.renewTime ?? '',
+    transitions: spec.leaseTransitions ?? 0,
+    restarts,
+  };
 }
 
 const podsOf = (ns: string, selector: string) =>
@@ -234,7 +256,7 @@ describe(`o2c on a real cluster (${cluster.env.target})`, () => {
     const pods = podsOf(OPS, 'app.kubernetes.io/component=operator');
     expect(pods.map((p) => (p.status as { phase: string }).phase)).toEqual(['Running', 'Running']);
     return eventually('an operator to hold the Lease', () =>
-      pods.some((p) => p.metadata.name === leader().holder),
+      pods.some((p) => p.metadata.name === leader().pod),
     );
   });
 
@@ -308,7 +330,7 @@ describe(`o2c on a real cluster (${cluster.env.target})`, () => {
     });
     k('-n', APP, 'delete', 'pod', connector?.metadata.name ?? '', wf?.metadata.name ?? '', '--wait=false');
     const killedAt = Date.now();
-    cluster.killContainer(OPS, before.holder);
+    cluster.killContainer(OPS, before.pod);
     const ids = new Map([...first, ...(await second)]);
 
     // ReplicaSets replaced both pods; another operator acquired the Lease; everything converged.
@@ -321,24 +343,33 @@ describe(`o2c on a real cluster (${cluster.env.target})`, () => {
           condition(ps[0] as KubeObject, 'Ready')?.status === 'True',
       ),
     );
-    // The killed process is replaced and leadership is held again by a live operator: the standby
-    // after the Lease expires, or the restarted container of the same pod (same identity) first.
-    const after = await eventually('a live operator to renew the Lease after the kill', () => {
-      const killed = cluster.json(['-n', OPS, 'get', 'pod', before.holder]);
-      const restarts = (
-        killed.status as { containerStatuses: Array<{ restartCount: number; ready: boolean }> }
-      ).containerStatuses[0];
-      const l = leader();
-      const live = podsOf(OPS, 'app.kubernetes.io/component=operator').map((p) => p.metadata.name);
-      return (restarts?.restartCount ?? 0) > before.restarts &&
-        restarts?.ready &&
-        Date.parse(l.renewed) > killedAt &&
-        live.includes(l.holder)
-        ? l
-        : undefined;
-    });
+    // kubelet restarts the killed container within seconds, but that is a new process (a new
+    // identity) that never saw its predecessor alive: it stands by one retry period longer than the
+    // standby, which takes the Lease once it expires. The restarted container stands by.
+    const after = await eventually(
+      'the standby pod to take the Lease over',
+      () => {
+        const l = leader();
+        return l.pod !== before.pod && l.holder !== '' && Date.parse(l.acquired) > killedAt ? l : undefined;
+      },
+      60_000,
+    );
+    const tookOverS = (Date.parse(after.acquired) - killedAt) / 1000;
+    const live = podsOf(OPS, 'app.kubernetes.io/component=operator').map((p) => p.metadata.name);
+    expect(live, 'the new holder is a running operator pod').toContain(after.pod);
+    expect(after.transitions, 'the Lease changed hands').toBeGreaterThan(before.transitions);
+    const restarted = await eventually(
+      'the killed container to be restarted and ready (as a standby)',
+      () => {
+        const p = cluster.json(['-n', OPS, 'get', 'pod', before.pod]);
+        const c = (p.status as { containerStatuses: Array<{ restartCount: number; ready: boolean }> })
+          .containerStatuses[0];
+        return c && c.restartCount > before.restarts && c.ready ? c : undefined;
+      },
+    );
+    expect(leader().pod, 'the restarted container stands by').toBe(after.pod);
     console.log(
-      `leader ${before.holder} killed with SIGKILL; Lease renewed by ${after.holder === before.holder ? 'its restarted container' : `the standby ${after.holder}`}`,
+      `leader ${before.holder} killed with SIGKILL; its container restarted (restartCount ${restarted.restartCount}) and stands by; the standby ${after.holder} acquired the Lease ${tookOverS.toFixed(1)} s after the kill (leaseTransitions ${before.transitions} -> ${after.transitions})`,
     );
     await eventually('every resource Ready=True again', allReady, 300_000);
 
@@ -401,7 +432,7 @@ describe(`o2c on a real cluster (${cluster.env.target})`, () => {
     expect(runtimePods()).toEqual(podsBefore);
     // Both operator pods were replaced, so another process took over the Lease.
     const holder = await eventually('a new operator pod to lead', () => {
-      const l = leader().holder;
+      const l = leader().pod;
       return (
         !operatorsBefore.includes(l) &&
         podsOf(OPS, 'app.kubernetes.io/component=operator').some((p) => p.metadata.name === l) &&

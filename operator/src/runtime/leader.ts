@@ -1,6 +1,7 @@
 // Leader election on a coordination.k8s.io/v1 Lease, with the timings of client-go's defaults scaled
 // by configuration: acquire when the lease is free or expired, renew every retry period, give up
 // leadership when renewal has failed for longer than the renew deadline, release on shutdown.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isConflict, type KubeClient, type KubeObject } from '../kube.js';
 
@@ -16,14 +17,53 @@ export const DEFAULT_LEASE_TIMINGS: LeaseTimings = {
   retryPeriodMs: 2_000,
 };
 
+export interface LeaseSpec {
+  holderIdentity?: string | null;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+}
+
 interface Lease extends KubeObject {
-  spec?: {
-    holderIdentity?: string | null;
-    leaseDurationSeconds?: number;
-    acquireTime?: string;
-    renewTime?: string;
-    leaseTransitions?: number;
-  };
+  spec?: LeaseSpec;
+}
+
+/**
+ * A candidate's identity: one per process, as client-go's `<hostname>_<uuid>`. A container that
+ * kubelet restarts keeps its pod name, but it is a new process that holds nothing: with the pod name
+ * alone it would renew its dead predecessor's Lease as its own. Pod names never contain `_`.
+ */
+export const candidateIdentity = (podName: string, uuid: string = randomUUID()): string =>
+  `${podName}_${uuid}`;
+
+/** The pod part of an identity (the whole identity when it has no process part). */
+export const podOfIdentity = (identity: string): string => identity.split('_')[0] ?? identity;
+
+export type LeaseAction = 'create' | 'renew' | 'acquire' | 'wait';
+
+/**
+ * What a candidate does with the Lease it read. Its own identity renews; a free (released) Lease is
+ * taken; a foreign one only after it expired. A candidate that started after the holder's last
+ * renewal has never seen that holder alive (typically: the holder's own container, restarted after a
+ * crash); it waits one retry period past expiry, the longest a candidate that was standing by and
+ * watching waits to notice, so the standby takes over and the newcomer stands by.
+ */
+export function shouldAcquire(
+  lease: LeaseSpec | undefined,
+  identity: string,
+  now: number,
+  startedAt: number,
+  timings: LeaseTimings,
+): LeaseAction {
+  if (!lease) return 'create';
+  const holder = lease.holderIdentity ?? '';
+  if (holder === identity) return 'renew';
+  if (!holder) return 'acquire';
+  const renewed = lease.renewTime ? Date.parse(lease.renewTime) : 0;
+  const durationMs = (lease.leaseDurationSeconds ?? timings.leaseDurationMs / 1000) * 1000;
+  const newcomer = startedAt > renewed;
+  return now > renewed + durationMs + (newcomer ? timings.retryPeriodMs : 0) ? 'acquire' : 'wait';
 }
 
 const microTime = (ms: number): string => new Date(ms).toISOString().replace('Z', '000Z');
@@ -37,6 +77,8 @@ export class LeaderElector {
   private leading = false;
   private stopped = false;
   private lastRenewed = 0;
+  private startedAt = 0;
+  private tickStarted = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -56,15 +98,19 @@ export class LeaderElector {
 
   start(): void {
     this.stopped = false;
+    this.startedAt = this.now();
     void this.tick();
   }
 
+  /** At a fixed rate, so a standby looks at least once in every retry period. */
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.timings.retryPeriodMs);
+    const wait = Math.max(0, this.tickStarted + this.timings.retryPeriodMs - this.now());
+    this.timer = setTimeout(() => void this.tick(), wait);
   }
 
   private async tick(): Promise<void> {
+    this.tickStarted = this.now();
     try {
       const ok = await this.tryAcquireOrRenew();
       if (ok) {
@@ -99,6 +145,14 @@ export class LeaderElector {
     const now = this.now();
     const durationSeconds = Math.max(1, Math.round(this.timings.leaseDurationMs / 1000));
     const lease = await this.client.get<Lease>('Lease', this.namespace, this.name);
+    const action = shouldAcquire(
+      lease && (lease.spec ?? {}),
+      this.identity,
+      now,
+      this.startedAt,
+      this.timings,
+    );
+    if (action === 'wait') return false;
     if (!lease) {
       try {
         await this.client.create<Lease>({
@@ -121,10 +175,7 @@ export class LeaderElector {
     }
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
-    const renewed = spec.renewTime ? Date.parse(spec.renewTime) : 0;
-    const expired = renewed + (spec.leaseDurationSeconds ?? durationSeconds) * 1000 < now;
-    if (holder && holder !== this.identity && !expired) return false;
-    const takeover = holder !== this.identity;
+    const takeover = action === 'acquire';
     try {
       await this.client.replace<Lease>({
         ...lease,
