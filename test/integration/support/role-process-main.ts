@@ -45,6 +45,10 @@ let stop: () => Promise<void>;
 let ready: Record<string, unknown> = {};
 
 if (role === 'workflow') {
+  // A dispatch or payment whose event was lost (a connector's outbox write cut off by the database
+  // restart) is asked for after a short quiet period, as an operator would configure pollAfter.
+  const spec = structuredClone(distributor.spec);
+  spec.steps = spec.steps.map((s) => (s.await ? { ...s, await: { ...s.await, pollAfter: '3s' } } : s));
   const running = await startWorkflowRole({
     storeUrl: storeUrl ?? '',
     brokerUrl,
@@ -52,7 +56,7 @@ if (role === 'workflow') {
     apiPort: 0,
     source: `o2c/${namespace}/workflow/distributor`,
     workflowGeneration: 1,
-    workflow: { namespace, name: 'distributor', spec: distributor.spec, timerPollMs: 100 },
+    workflow: { namespace, name: 'distributor', spec, timerPollMs: 100 },
     logger,
     registry,
   });
