@@ -1,7 +1,9 @@
 // The connector role process: one command queue (o2c.commands, routing key = connector name), the
 // driver behind the governor, replies and the events it originates (change feed, simulator) through
 // the outbox and its relay (with a store) or a confirmed publisher (tests).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { backoffDelayMs } from '../backoff.js';
 import type { BusConnection } from '../bus/connection.js';
 import { Consumer, type Delivery, type HandlerOutcome, PermanentError } from '../bus/consumer.js';
 import { declareEventLog } from '../bus/event-log.js';
@@ -20,6 +22,9 @@ import { Governor } from './governor.js';
 import type { OriginateEvents } from './origination.js';
 import { ConnectorRuntime, type MessagePublisher } from './runtime.js';
 import { SimulatorDriver, simulatorEvent } from './simulator/driver.js';
+
+/** Retrying a simulator change's outbox write: from 200 ms, doubling, at most 5 s apart. */
+const ORIGINATE_BACKOFF = { initialMs: 200, maxMs: 5_000, multiplier: 2 };
 
 export interface ConnectorRoleOptions {
   config: ConnectorRuntimeConfig;
@@ -131,17 +136,37 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
   // Work done inside the system reaches the workflow as events, through the outbox when there is a
   // store: Tryton's change feed hands each round with its watermark, the simulator each change.
   let stopFeed: (() => Promise<void>) | undefined;
+  const stop = new AbortController();
+  const stopping = stop.signal;
   if (hasChangeFeed(driver)) {
     stopFeed = driver.startChangeFeed(runtime.originate, {
       onError: (err) => log.warn({ err }, 'change feed round failed; retrying on the next tick'),
     });
   } else if (driver instanceof SimulatorDriver) {
+    // A change the simulator made must reach the outbox: while the store is unreachable the write is
+    // retried with the runtime's backoff (the event id comes from the change, so a repeat is a no-op).
     driver.onChange((change) => {
-      runtime
-        .originate([simulatorEvent(driver.system, change)])
-        .catch((err: unknown) =>
-          log.error({ err, orderId: change.orderId }, 'writing a simulator change to the outbox failed'),
-        );
+      void (async () => {
+        const events = [simulatorEvent(driver.system, change)];
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await runtime.originate(events);
+            return;
+          } catch (err) {
+            if (stopping.aborted) {
+              log.error({ err, orderId: change.orderId }, 'stopping: a simulator change was not written');
+              return;
+            }
+            log.warn(
+              { err, orderId: change.orderId, attempt },
+              'writing a simulator change failed; retrying',
+            );
+            await sleep(backoffDelayMs(ORIGINATE_BACKOFF, attempt), undefined, { signal: stopping }).catch(
+              () => undefined,
+            );
+          }
+        }
+      })();
     });
   }
 
@@ -182,6 +207,7 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
     consumer,
     queue: spec.name,
     async stop() {
+      stop.abort();
       await consumer.stop();
       await stopFeed?.();
       await relay?.stop();
