@@ -41,8 +41,8 @@ elif ! rabbit_ready >/dev/null 2>&1 && ! rabbit_booting >/dev/null 2>&1; then
   # The Erlang node runs but the app was stopped (e.g. a test that died between stop_app and
   # start_app). A node that is still booting is left alone.
   log "starting the RabbitMQ application"
-  # Same lock as the tests that restart the app (test/integration/bus-recovery.test.ts).
-  flock -w 120 /tmp/o2c-broker-restart.lock rabbitmqctl -q start_app
+  # (Tests never stop the shared broker: they restart private instances, test/integration/support.)
+  rabbitmqctl -q start_app
 fi
 # Boot recovers every quorum queue and stream first; with many of them that takes a while.
 wait_for RabbitMQ 300 rabbit_ready
