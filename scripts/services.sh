@@ -35,7 +35,8 @@ rabbit_ready() { rabbitmq-diagnostics -q is_running 2>&1 | grep -q 'fully booted
 rabbit_booting() { rabbitmq-diagnostics -q is_booting 2>&1 | grep -q ' is booting'; }
 if ! rabbit_node_up >/dev/null 2>&1; then
   log "starting RabbitMQ"
-  rabbitmq-server -detached
+  # Quorum queues and connections each take file descriptors; 1024 runs out under the benchmarks.
+  (ulimit -n 65536 2>/dev/null || true; rabbitmq-server -detached)
   wait_for 'RabbitMQ node' 90 rabbit_node_up
 elif ! rabbit_ready >/dev/null 2>&1 && ! rabbit_booting >/dev/null 2>&1; then
   # The Erlang node runs but the app was stopped (e.g. a test that died between stop_app and
