@@ -3,7 +3,6 @@
 // names the CRD allows fit, a refused write reaches status and Events, the embedded store gets a
 // PersistentVolumeClaim, an ordered Pipeline leaves nothing on the broker, and the resync puts back
 // a queue deleted behind the operator's back.
-import { connect } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApiError, KubeClient, type KubeObject } from '../../operator/src/kube.js';
 import type { Operator } from '../../operator/src/operator.js';
@@ -15,6 +14,7 @@ import {
   createNamespace,
   deleteQueues,
   eventually,
+  exchangeExists,
   queueExists,
   startOperator,
   waitForCondition,
@@ -45,24 +45,6 @@ const connector = (name: string, spec: Record<string, unknown> = {}) => ({
   metadata: { name, namespace: ns },
   spec: { system: 'erp', driver: 'simulator', ...spec },
 });
-
-async function exchangeExists(name: string): Promise<boolean> {
-  const conn = await connect(AMQP_URL, { timeout: 5000 });
-  try {
-    const ch = await conn.createChannel();
-    ch.on('error', () => {});
-    try {
-      await ch.checkExchange(name);
-      await ch.close();
-      return true;
-    } catch (err) {
-      if ((err as { code?: number }).code === 404) return false;
-      throw err;
-    }
-  } finally {
-    await conn.close().catch(() => {});
-  }
-}
 
 beforeAll(async () => {
   plane = await startControlPlane();

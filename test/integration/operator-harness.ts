@@ -3,7 +3,7 @@
 // would do (mark a Deployment available).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'amqplib';
+import { type Channel, connect } from 'amqplib';
 import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { AmqpResourceBroker } from '../../operator/src/broker.js';
@@ -151,13 +151,23 @@ export async function markDeploymentAvailable(
 }
 
 /** checkQueue on a throwaway channel (a missing queue closes the channel). */
-export async function queueExists(queue: string): Promise<boolean> {
+export function queueExists(queue: string): Promise<boolean> {
+  return brokerEntityExists((ch) => ch.checkQueue(queue));
+}
+
+/** checkExchange on a throwaway channel (a missing exchange closes the channel). */
+export function exchangeExists(exchange: string): Promise<boolean> {
+  return brokerEntityExists((ch) => ch.checkExchange(exchange));
+}
+
+/** A passive declare answers 404 by closing the channel, so each check gets its own. */
+async function brokerEntityExists(check: (ch: Channel) => Promise<unknown>): Promise<boolean> {
   const conn = await connect(AMQP_URL, { timeout: 5000 });
   try {
     const ch = await conn.createChannel();
     ch.on('error', () => {});
     try {
-      await ch.checkQueue(queue);
+      await check(ch);
       await ch.close();
       return true;
     } catch (err) {
