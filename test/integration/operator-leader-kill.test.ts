@@ -1,22 +1,15 @@
 // Two operator processes on a real kube-apiserver; the leader is SIGKILLed and, as kubelet would,
 // started again at once with the same POD_NAME. The restarted process is a new candidate: the
 // standby takes the Lease over after it expires and reconciles, the restarted one stands by.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient, type KubeObject } from '../../operator/src/kube.js';
 import { DEFAULT_LEASE_TIMINGS, type LeaseSpec, podOfIdentity } from '../../operator/src/runtime/leader.js';
 import { type ControlPlane, freePort, startControlPlane } from '../envtest/controlplane.js';
-import {
-  AMQP_URL,
-  createNamespace,
-  deleteBrokerTopology,
-  eventually,
-  waitForCondition,
-} from './operator-harness.js';
+import { createNamespace, deleteBrokerTopology, eventually, waitForCondition } from './operator-harness.js';
+import { spawnOperatorProcess } from './support/operator-process.js';
 
-const REPO = join(import.meta.dirname, '../..');
 const ns = `lkill-${Date.now().toString(36)}`;
 
 interface OperatorProcess {
@@ -34,20 +27,11 @@ const processes: OperatorProcess[] = [];
 
 async function launch(pod: string): Promise<OperatorProcess> {
   const healthPort = await freePort();
-  // node itself with tsx's loader: SIGKILL must hit the process that holds the Lease.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'operator/src/main.ts'], {
-    cwd: REPO,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      KUBECONFIG: plane.kubeconfigPath,
-      O2C_AMQP_URL: AMQP_URL,
-      O2C_RUNTIME_IMAGE: 'o2c:test',
-      POD_NAMESPACE: ns,
-      POD_NAME: pod,
-      O2C_HEALTH_PORT: String(healthPort),
-      LOG_LEVEL: 'info',
-    },
+  const child = spawnOperatorProcess(plane, {
+    namespace: ns,
+    pod,
+    healthPort,
+    logLevel: 'info',
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let exit: string | undefined;

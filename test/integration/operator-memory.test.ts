@@ -1,21 +1,14 @@
 // The operator process under the chart's heap cap (--max-old-space-size=96) in a cluster full of big
 // Secrets (60 of 700 KB, the size of Helm release Secrets, in another namespace): it starts, stays
 // up and reconciles, because it never lists or watches Secrets.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient } from '../../operator/src/kube.js';
 import { type ControlPlane, freePort, startControlPlane } from '../envtest/controlplane.js';
-import {
-  AMQP_URL,
-  createNamespace,
-  deleteBrokerTopology,
-  eventually,
-  waitForCondition,
-} from './operator-harness.js';
+import { createNamespace, deleteBrokerTopology, eventually, waitForCondition } from './operator-harness.js';
+import { spawnOperatorProcess } from './support/operator-process.js';
 
-const REPO = join(import.meta.dirname, '../..');
 const suffix = Date.now().toString(36);
 const ns = `mem-${suffix}`;
 const releases = `releases-${suffix}`;
@@ -44,25 +37,14 @@ beforeAll(async () => {
     });
   }
   healthPort = await freePort();
-  operator = spawn(
-    process.execPath,
-    [`--max-old-space-size=${HEAP_MB}`, '--import', 'tsx', 'operator/src/main.ts'],
-    {
-      cwd: REPO,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        KUBECONFIG: plane.kubeconfigPath,
-        O2C_AMQP_URL: AMQP_URL,
-        O2C_RUNTIME_IMAGE: 'o2c:test',
-        POD_NAMESPACE: ns,
-        POD_NAME: 'op-memory',
-        O2C_HEALTH_PORT: String(healthPort),
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  operator = spawnOperatorProcess(plane, {
+    namespace: ns,
+    pod: 'op-memory',
+    healthPort,
+    logLevel: 'warn',
+    nodeFlags: [`--max-old-space-size=${HEAP_MB}`],
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   operator.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   operator.once('exit', (code, signal) => {
     exit = { code, signal };
