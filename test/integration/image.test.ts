@@ -6,12 +6,11 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'amqplib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient } from '../../operator/src/kube.js';
 import { type ControlPlane, startControlPlane } from '../envtest/controlplane.js';
-import { AMQP_URL, createNamespace, deleteBrokerTopology, eventually } from './operator-harness.js';
+import { createNamespace, deleteBrokerTopology, eventually, queueConsumers } from './operator-harness.js';
 import { createDockerPod, docker, dockerLogs, waitReady } from './support/docker-pod.js';
 import {
   applyBrokerSecret,
@@ -79,16 +78,6 @@ async function startRole(r: RoleResource): Promise<{ container: string; healthPo
   const handle = { container, healthPort };
   started.set(r.name, handle);
   return handle;
-}
-
-async function consumers(queue: string): Promise<number> {
-  const conn = await connect(AMQP_URL, { timeout: 5000 });
-  try {
-    const ch = await conn.createChannel();
-    return (await ch.checkQueue(queue)).consumerCount;
-  } finally {
-    await conn.close().catch(() => {});
-  }
 }
 
 async function orderApi(port: number, method: string, body: unknown): Promise<Record<string, unknown>> {
@@ -240,13 +229,13 @@ describe('the o2c image', () => {
   });
 
   it('the roles consume the queues the operator declared', async () => {
-    expect(await consumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
-    expect(await consumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
+    expect(await queueConsumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
+    expect(await queueConsumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
     for (const i of [0, 1, 2, 3]) {
-      expect(await consumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
+      expect(await queueConsumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
     }
     for (const p of ['orders', 'replies', 'events']) {
-      expect(await consumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
+      expect(await queueConsumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
     }
   });
 

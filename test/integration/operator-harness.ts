@@ -179,6 +179,17 @@ async function brokerEntityExists(check: (ch: Channel) => Promise<unknown>): Pro
   }
 }
 
+/** How many consumers the broker counts on a queue (the queue must exist). */
+export async function queueConsumers(queue: string): Promise<number> {
+  const conn = await connect(AMQP_URL, { timeout: 5000 });
+  try {
+    const ch = await conn.createChannel();
+    return (await ch.checkQueue(queue)).consumerCount;
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}
+
 export async function deleteQueues(queues: string[]): Promise<void> {
   const conn = await connect(AMQP_URL, { timeout: 5000 });
   try {

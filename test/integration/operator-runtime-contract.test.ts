@@ -5,16 +5,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient, type KubeObject } from '../../operator/src/kube.js';
 import type { Operator } from '../../operator/src/operator.js';
 import { type ControlPlane, freePort, startControlPlane } from '../envtest/controlplane.js';
 import {
-  AMQP_URL,
   createNamespace,
   deleteBrokerTopology,
   eventually,
+  queueConsumers,
   startOperator,
   waitForCondition,
 } from './operator-harness.js';
@@ -73,16 +72,6 @@ async function startRuntime(role: string, child: string): Promise<number> {
     30_000,
   );
   return health;
-}
-
-async function consumers(queue: string): Promise<number> {
-  const conn = await connect(AMQP_URL, { timeout: 5000 });
-  try {
-    const ch = await conn.createChannel();
-    return (await ch.checkQueue(queue)).consumerCount;
-  } finally {
-    await conn.close().catch(() => {});
-  }
 }
 
 beforeAll(async () => {
@@ -150,7 +139,7 @@ describe('runtime pods started from what the operator rendered', () => {
   it('a Connector consumes its rendered command queue', async () => {
     await startRuntime('connector', 'o2c-connector-erp');
     await startRuntime('connector', 'o2c-connector-crm');
-    expect(await consumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
+    expect(await queueConsumers(`o2c.${ns}.connector.erp.commands`)).toBeGreaterThanOrEqual(1);
     // Its outbox, inbox and watermarks on the data volume: the CRD's embedded default.
     const erp = await client.get<KubeObject & { spec: { store?: unknown } }>('Connector', ns, 'erp');
     expect(erp?.spec.store).toEqual({ embedded: { size: '1Gi' } });
@@ -159,16 +148,16 @@ describe('runtime pods started from what the operator rendered', () => {
 
   it('an ordered Pipeline consumes its events queue and every rendered partition', async () => {
     await startRuntime('pipeline', 'o2c-pipeline-items');
-    expect(await consumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
+    expect(await queueConsumers(`o2c.${ns}.pipeline.items.events`)).toBeGreaterThanOrEqual(1);
     for (const i of [0, 1, 2, 3]) {
-      expect(await consumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
+      expect(await queueConsumers(`o2c.${ns}.pipeline.items.deliveries.p${i}`)).toBeGreaterThanOrEqual(1);
     }
   });
 
   it('a Workflow consumes its orders, replies and events queues', async () => {
     await startRuntime('workflow', 'o2c-workflow-orders');
     for (const p of ['orders', 'replies', 'events']) {
-      expect(await consumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
+      expect(await queueConsumers(`o2c.${ns}.workflow.orders.${p}`)).toBeGreaterThanOrEqual(1);
     }
   });
 });
