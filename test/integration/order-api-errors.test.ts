@@ -8,20 +8,11 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
-import { type ApiHarness, type StoreKind, startApi } from './support/api.js';
+import { type ApiHarness, rejection, type StoreKind, startApi } from './support/api.js';
 import { type ApiProcess, startApiProcess } from './support/api-process.js';
 import { freshDatabase } from './support/services.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function rejection(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 const line = (overrides: Record<string, unknown> = {}) => ({
   sku: 'WIDGET-1',

@@ -2,12 +2,12 @@
 import { create, fromBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { ViolationsSchema } from '@bufbuild/protovalidate/gen/buf/validate/validate_pb.js';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Order, OrderSchema, OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import type { SubmitOrderRequest } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
-import { type ApiHarness, type StoreKind, startApi } from './support/api.js';
+import { type ApiHarness, rejection, type StoreKind, startApi } from './support/api.js';
 import { eventTap } from './support/services.js';
 
 type OrderInit = Parameters<typeof create<typeof OrderSchema>>[1];
@@ -23,15 +23,6 @@ function anOrder(overrides: OrderInit = {}): OrderInit {
 
 let keySeq = 0;
 const uniqueKey = (prefix = 'po') => `${prefix}-${process.pid}-${Date.now()}-${keySeq++}`;
-
-async function rejection(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe.each<StoreKind>(['postgres', 'sqlite'])('order API on %s', (store) => {
   let api: ApiHarness;

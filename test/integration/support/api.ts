@@ -2,7 +2,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Client, createClient } from '@connectrpc/connect';
+import { type Client, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { OrderService } from '../../../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { createLogger } from '../../../runtime/src/observability/logger.js';
@@ -11,6 +11,16 @@ import { startWorkflowRole, type WorkflowRole } from '../../../runtime/src/roles
 import { BROKER_URL, freshDatabase } from './services.js';
 
 export type StoreKind = 'postgres' | 'sqlite';
+
+/** The ConnectError a call must fail with; a call that succeeds fails the test. */
+export async function rejection(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error('expected the call to fail');
+}
 
 export interface ApiHarness {
   role: WorkflowRole;
