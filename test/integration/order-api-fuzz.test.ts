@@ -19,7 +19,7 @@ import {
   WatchOrderRequestSchema,
 } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { type ApiProcess, startApiProcess } from './support/api-process.js';
-import { envelope, type Protocol, type RawRequest, RawRpcClient } from './support/raw-rpc.js';
+import { envelope, PROTOCOLS, type Protocol, type RawRequest, RawRpcClient } from './support/raw-rpc.js';
 import { freshDatabase } from './support/services.js';
 
 const SEED = Number(process.env.O2C_FUZZ_SEED ?? 20_261_201);
@@ -240,14 +240,7 @@ interface FuzzCase {
 
 function aCase(r: Rng): FuzzCase {
   const method = r.pick(METHODS);
-  let protocol: Protocol = r.pick([
-    'connect-proto',
-    'connect-json',
-    'connect-get',
-    'connect-stream',
-    'grpc',
-    'grpc-web',
-  ]);
+  let protocol: Protocol = r.pick(PROTOCOLS);
   if (protocol === 'connect-get' && !NO_SIDE_EFFECTS.has(method)) protocol = 'connect-proto';
   const headers: Record<string, string> = {};
   if (r.chance(0.05)) headers['x-request-id'] = aString(r).replace(/[^\x20-\x7e]/g, '') || 'rid';
