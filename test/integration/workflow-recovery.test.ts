@@ -136,8 +136,16 @@ describe('durable timers', () => {
       idempotencyKey: `timer-${Date.now()}`,
       order: { customerId: 'ACME', currencyCode: 'USD', lines: [{ sku: 'WIDGET-1', quantity: 1 }] },
     });
-    const waiting = await waitForState(first.client, order!.id, [OrderState.BOOKED]);
-    expect(waiting.state).toBe(OrderState.BOOKED);
+    const booked = await waitForState(first.client, order!.id, [OrderState.BOOKED]);
+    expect(booked.state).toBe(OrderState.BOOKED);
+    // BOOKED comes before the release step; stopping during it would leave the release to the
+    // second process's simulator, which (in memory) never saw the sales order. Wait for the await.
+    for (const deadline = Date.now() + 15_000; ; ) {
+      const { order: now } = await first.client.getOrder({ id: order!.id });
+      if (now?.currentStep === 'await-dispatch') break;
+      if (Date.now() > deadline) throw new Error(`order never reached await-dispatch: ${now?.currentStep}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await first.stop(); // the timer is armed; nothing runs while the process is down
     await new Promise((r) => setTimeout(r, 3500));
     const second = await startStack({ name: 'wf-timer', spec, connectors, storeUrl });
