@@ -36,7 +36,7 @@ export function startOperator(
     resyncMs: options.resyncMs,
     brokerSecret: options.brokerSecret,
     log: pino({ level: process.env.O2C_TEST_LOG ?? 'silent' }),
-    image: 'ghcr.io/o2c-dev/o2c-runtime:test',
+    image: 'o2c-runtime:test',
     identity,
     amqpUrl: AMQP_URL,
     leaseNamespace: options.leaseNamespace ?? 'default',

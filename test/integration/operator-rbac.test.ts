@@ -63,7 +63,7 @@ beforeAll(async () => {
     brokerSecret: { namespace: ns, name: 'o2c-broker', key: 'url' },
     // Every warning the operator logs, to find any 403 among them.
     log: pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) }),
-    image: 'ghcr.io/o2c-dev/o2c-runtime:test',
+    image: 'o2c-runtime:test',
     identity: 'op-rbac',
     amqpUrl: AMQP_URL,
     leaseNamespace: ns,
@@ -239,7 +239,7 @@ describe('the least-privilege ClusterRole', () => {
     operator = new Operator({
       kubeConfig: plane.userKubeConfig('no-secrets'),
       log: pino({ level: 'silent' }),
-      image: 'ghcr.io/o2c-dev/o2c-runtime:test',
+      image: 'o2c-runtime:test',
       identity: 'op-no-secrets',
       amqpUrl: AMQP_URL,
       leaseNamespace: ns,

@@ -109,7 +109,7 @@ describe('applying examples/distributor', () => {
     }
     const d = await child<Deployment>('Deployment', childName);
     const container = d.spec.template.spec.containers[0]!;
-    expect(container.image).toBe('ghcr.io/o2c-dev/o2c-runtime:test');
+    expect(container.image).toBe('o2c-runtime:test');
     expect(container.command).toEqual([
       'node',
       '/app/dist/runtime/src/main.js',
