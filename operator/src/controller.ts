@@ -12,8 +12,8 @@ import type { KindHandler } from './reconcile/kind.js';
 import { pipelineHandler } from './reconcile/pipeline.js';
 import { workflowHandler } from './reconcile/workflow.js';
 import { renderConfigMap } from './render/configmap.js';
-import { renderConnectionsSecret } from './render/connections-secret.js';
-import { renderDataVolumeClaim } from './render/data-volume-claim.js';
+import { CONNECTIONS_SUFFIX, renderConnectionsSecret } from './render/connections-secret.js';
+import { DATA_SUFFIX, renderDataVolumeClaim } from './render/data-volume-claim.js';
 import { desiredReplicas, renderDeployment } from './render/deployment.js';
 import { childName, childNameOf, type roleOf, selectorString } from './render/names.js';
 import { renderPodDisruptionBudget } from './render/pdb.js';
@@ -98,6 +98,12 @@ export class RetryableError extends Error {}
 
 const secretKeys = (secret: Secret | undefined): string[] | undefined =>
   secret ? [...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})] : undefined;
+
+/** A Secret's value under `key`, decoded and trimmed; '' when the key is absent. */
+export const secretValue = (secret: Secret | undefined, key: string): string => {
+  const encoded = secret?.data?.[key];
+  return encoded ? Buffer.from(encoded, 'base64').toString('utf8').trim() : '';
+};
 
 /** Whether `actual` holds every value of `desired` (extra fields, such as server defaults, allowed). */
 function contains(actual: unknown, desired: unknown): boolean {
@@ -194,11 +200,17 @@ export class Controller {
     const refs = referencesResolved(namespace, refChecks);
     const valid = specValid(handler.validate?.(r) ?? []);
     const secretRefs = handler.secretRefs(r);
-    const secretChecks: SecretReferenceCheck[] = [];
-    for (const s of secretRefs) {
-      const secret = await this.client.get<Secret>('Secret', namespace, s.secret);
-      secretChecks.push({ ...s, keys: secretKeys(secret) });
-    }
+    // Each referenced Secret is read once (several fields may name the same one), all at a time.
+    const names = [...new Set(secretRefs.map((s) => s.secret))];
+    const secrets = new Map(
+      await Promise.all(
+        names.map(async (n) => [n, await this.client.get<Secret>('Secret', namespace, n)] as const),
+      ),
+    );
+    const secretChecks: SecretReferenceCheck[] = secretRefs.map((s) => ({
+      ...s,
+      keys: secretKeys(secrets.get(s.secret)),
+    }));
     const broker = await this.brokerUrl();
     if (broker.check) secretChecks.push(broker.check);
     const creds = credentialsResolved(namespace, secretChecks);
@@ -347,8 +359,7 @@ export class Controller {
   }): Promise<{ url?: string; check?: SecretReferenceCheck }> {
     const { namespace, name, key } = ref;
     const secret = await this.client.get<Secret>('Secret', namespace, name);
-    const encoded = secret?.data?.[key];
-    const url = encoded ? Buffer.from(encoded, 'base64').toString('utf8').trim() : '';
+    const url = secretValue(secret, key);
     // An empty value counts as a missing key: the pods could not connect with it.
     const keys = secretKeys(secret)?.filter((k) => k !== key || url !== '');
     const check = { field: 'the operator setting O2C_BROKER_SECRET', secret: name, namespace, key, keys };
@@ -447,7 +458,7 @@ export class Controller {
   private forgetChildren(kind: Kind, namespace: string, name: string): void {
     const role = kind.toLowerCase() as ReturnType<typeof roleOf>;
     for (const k of [...CHILD_KINDS, 'Secret']) {
-      for (const suffix of [undefined, 'conn', 'data']) {
+      for (const suffix of [undefined, CONNECTIONS_SUFFIX, DATA_SUFFIX]) {
         this.applied.delete(this.childKey(k, namespace, childNameOf(role, name, suffix)));
       }
     }

@@ -2,9 +2,10 @@
 // kube-apiserver + etcd (test/envtest) with the CRDs installed; prints how to reach it with kubectl.
 import { startControlPlane } from '../../test/envtest/controlplane.js';
 import { runOperator } from './main.js';
+import { DEV_AMQP_URL } from './operator.js';
 
 // The local broker and the locally built image, unless the environment names others.
-const DEV_ENV = { O2C_AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672', O2C_RUNTIME_IMAGE: 'o2c:dev' };
+const DEV_ENV = { O2C_AMQP_URL: DEV_AMQP_URL, O2C_RUNTIME_IMAGE: 'o2c:dev' };
 
 async function dev(): Promise<void> {
   const env = { ...DEV_ENV, ...process.env };

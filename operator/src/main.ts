@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { settingsFromEnv } from './config.js';
-import type { Secret } from './controller.js';
+import { type Secret, secretValue } from './controller.js';
 import { KubeClient } from './kube.js';
 import { Operator } from './operator.js';
 
@@ -15,9 +15,9 @@ async function ownBrokerUrl(kubeConfig: KubeConfig, settings: ReturnType<typeof 
   const client = new KubeClient(kubeConfig);
   try {
     const secret = await client.get<Secret>('Secret', namespace, name);
-    const value = secret?.data?.[key];
-    if (!value) throw new Error(`broker Secret ${namespace}/${name} has no key '${key}' (O2C_BROKER_SECRET)`);
-    return Buffer.from(value, 'base64').toString('utf8').trim();
+    if (!secret?.data?.[key])
+      throw new Error(`broker Secret ${namespace}/${name} has no key '${key}' (O2C_BROKER_SECRET)`);
+    return secretValue(secret, key);
   } finally {
     client.close();
   }

@@ -23,7 +23,7 @@ import { OperatorMetrics } from './runtime/metrics.js';
 import { WorkQueue } from './runtime/queue.js';
 
 /** The local broker of `make run-operator` and the tests; main.ts never falls back to it. */
-const DEV_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+export const DEV_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 
 export interface OperatorOptions {
   kubeConfig: KubeConfig;

@@ -9,7 +9,9 @@ import { childMetadata, childName } from './names.js';
 
 export const CONNECTIONS_HASH_ANNOTATION = 'o2c.dev/connections-hash';
 
-export const connectionsSecretName = (r: AnyResource): string => childName(r, 'conn');
+/** Name suffix of the connection Secret, beside the resource's other children. */
+export const CONNECTIONS_SUFFIX = 'conn';
+export const connectionsSecretName = (r: AnyResource): string => childName(r, CONNECTIONS_SUFFIX);
 
 export interface Connections {
   brokerUrl: string;

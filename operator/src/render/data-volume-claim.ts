@@ -17,7 +17,9 @@ export function storeOf(r: AnyResource): StoreSpec | undefined {
 
 export const usesEmbeddedStore = (r: AnyResource): boolean => storeOf(r)?.embedded !== undefined;
 
-export const dataClaimName = (r: AnyResource): string => childName(r, 'data');
+/** Name suffix of the data volume claim, beside the resource's other children. */
+export const DATA_SUFFIX = 'data';
+export const dataClaimName = (r: AnyResource): string => childName(r, DATA_SUFFIX);
 
 export function renderDataVolumeClaim(r: AnyResource): KubeObject | undefined {
   const embedded = storeOf(r)?.embedded;

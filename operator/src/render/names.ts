@@ -1,6 +1,6 @@
 // Names, labels and owner references shared by every child a resource gets.
 import { createHash } from 'node:crypto';
-import { ROLES, type Role } from '../../../runtime/src/contract/runtime-config.js';
+import type { Role } from '../../../runtime/src/contract/runtime-config.js';
 import type { OwnerReference } from '../kube.js';
 import type { AnyResource } from '../resources.js';
 
@@ -10,8 +10,6 @@ export const CONFIG_HASH_ANNOTATION = 'o2c.dev/config-hash';
 
 export type { Role };
 export const roleOf = (r: AnyResource): Role => r.kind.toLowerCase() as Role;
-export const isRole = (s: string): s is Role => ROLES.includes(s as Role);
-
 /** A Service name is a DNS-1035 label; every child name is kept to that. */
 export const MAX_CHILD_NAME = 63;
 const HASH_LENGTH = 8;
