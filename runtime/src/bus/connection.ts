@@ -9,8 +9,6 @@ import pino, { type Logger } from 'pino';
 import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { declareQueueTopology, type QueueSpec } from './topology.js';
 
-export { type BackoffOptions, backoffDelayMs } from '../backoff.js';
-
 export interface BusConnectionOptions {
   /** amqp://user:pass@host:port/vhost; a `heartbeat` query parameter overrides the 10 s default. */
   url: string;

@@ -1,5 +1,6 @@
 // The event backbone: one import for the runtime roles.
-export { BusConnection, type BusConnectionOptions, backoffDelayMs } from './connection.js';
+export { backoffDelayMs } from '../backoff.js';
+export { BusConnection, type BusConnectionOptions } from './connection.js';
 export {
   Consumer,
   type ConsumerOptions,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelayMs } from './connection.js';
+import { backoffDelayMs } from '../backoff.js';
 import { asTopologyConflict } from './errors.js';
 import { parseStreamStart } from './event-log.js';
 import {

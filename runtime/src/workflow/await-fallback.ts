@@ -1,7 +1,7 @@
 // The fallback for a missed awaited event: after a quiet period an await step asks the system that
 // owns the fact (GetShipment, GetPaymentStatus) and proceeds on what it finds, exactly as if the
 // event had arrived. Pure decisions over the step, its state and the reply; engine.ts does the I/O.
-import { type BackoffOptions, backoffDelayMs } from '../bus/connection.js';
+import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { parseDurationMs } from '../connectors/config.js';
 import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { ACTIVE_STATUSES, type InstanceStatus } from './instances.js';
