@@ -2,16 +2,27 @@
 // decode, name an event type of the contract (Envelope `type`, else the AMQP `type`), carry that
 // type's payload, and be one of the types the queue is for. Anything else is poison, with the reason.
 // Unknown fields are kept, not refused: a newer producer may add fields to a known message.
-import { fromBinary } from '@bufbuild/protobuf';
+import { type DescField, fromBinary } from '@bufbuild/protobuf';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import { PoisonMessageError } from './errors.js';
 
-/** Envelope payload oneof: message type name (o2c.v1.ShipmentDispatched) → case (shipmentDispatched). */
-const PAYLOAD_CASE_OF_TYPE: ReadonlyMap<string, string> = new Map(
-  EnvelopeSchema.fields.flatMap((f): [string, string][] =>
-    f.oneof?.name === 'payload' && f.fieldKind === 'message' ? [[f.message.typeName, f.localName]] : [],
+type PayloadField = DescField & { fieldKind: 'message' };
+
+/** Envelope payload oneof: message type name (o2c.v1.ShipmentDispatched) → its field. */
+const PAYLOAD_FIELD_OF_TYPE: ReadonlyMap<string, PayloadField> = new Map(
+  EnvelopeSchema.fields.flatMap((f): [string, PayloadField][] =>
+    f.oneof?.name === 'payload' && f.fieldKind === 'message' ? [[f.message.typeName, f]] : [],
   ),
 );
+/** Message type name → payload case (shipmentDispatched). */
+const PAYLOAD_CASE_OF_TYPE: ReadonlyMap<string, string> = new Map(
+  [...PAYLOAD_FIELD_OF_TYPE].map(([type, field]) => [type, field.localName]),
+);
+
+/** The Envelope payload field carrying `eventType` (e.g. o2c.v1.ItemUpserted → item_upserted). */
+export function payloadFieldOf(eventType: string): PayloadField | undefined {
+  return PAYLOAD_FIELD_OF_TYPE.get(eventType);
+}
 const TYPE_OF_PAYLOAD_CASE: ReadonlyMap<string, string> = new Map(
   [...PAYLOAD_CASE_OF_TYPE].map(([type, payloadCase]) => [payloadCase, type]),
 );

@@ -5,21 +5,12 @@
 import { create, type DescField, type DescMessage, fromJson, type JsonObject } from '@bufbuild/protobuf';
 import type { CommandRequest } from '../connectors/commands.js';
 import { ConnectorCommandSchema } from '../gen/o2c/v1/connector_service_pb.js';
-import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import { type JsonValue, PipelineEvaluationError } from './cel.js';
 
 type MessageField = DescField & { fieldKind: 'message' };
 
 function isMessageField(f: DescField): f is MessageField {
   return f.fieldKind === 'message';
-}
-
-/** The Envelope payload field carrying `eventType` (e.g. o2c.v1.ItemUpserted → item_upserted). */
-export function payloadFieldOf(eventType: string): MessageField | undefined {
-  return EnvelopeSchema.fields.find(
-    (f): f is MessageField =>
-      f.oneof?.name === 'payload' && isMessageField(f) && f.message.typeName === eventType,
-  );
 }
 
 export interface SinkTarget {

@@ -2,10 +2,11 @@
 // turned into the bus retry policy. `validatePipelineSpec` lists every problem by spec field, for the
 // operator's status condition and `o2c validate`.
 import type { PipelineSpec } from '../../../crds/pipeline.js';
+import { payloadFieldOf } from '../bus/decode-envelope.js';
 import type { RetryPolicy } from '../bus/topology.js';
 import { parseDurationMs } from '../connectors/config.js';
 import { type CompiledExpression, compileExpression, probeFieldReferences, sampleEvent } from './cel.js';
-import { entityFieldOf, eventEntityFieldOf, payloadFieldOf, type SinkTarget, sinkTargetOf } from './sink.js';
+import { entityFieldOf, eventEntityFieldOf, type SinkTarget, sinkTargetOf } from './sink.js';
 
 export type { PipelineSpec };
 
