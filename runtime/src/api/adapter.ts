@@ -42,6 +42,7 @@ import {
   type CallOutcome,
   type CallRecord,
   callKey,
+  clip,
   failedOutcome,
   OK,
   recordCall,
@@ -250,7 +251,7 @@ export function createApiHandler(options: ApiHandlerOptions): (req: NodeRequest,
     const uHandler = paths.get(req.url?.split('?', 2)[0] ?? '');
     if (!uHandler) {
       call.method = 'unmatched';
-      settle({ code: 'http_404', level: 'warn', reason: `no RPC at ${truncate(req.url)}` });
+      settle({ code: 'http_404', level: 'warn', reason: `no RPC at ${clip(req.url, 200) ?? ''}` });
       res.writeHead(404).end();
       return;
     }
@@ -342,9 +343,4 @@ function headerListSize(raw: string[]): number {
   let size = 0;
   for (let i = 0; i + 1 < raw.length; i += 2) size += (raw[i]?.length ?? 0) + (raw[i + 1]?.length ?? 0) + 32;
   return size;
-}
-
-function truncate(text: string | undefined): string {
-  const t = text ?? '';
-  return t.length > 200 ? `${t.slice(0, 200)}…` : t;
 }

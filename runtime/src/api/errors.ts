@@ -79,9 +79,7 @@ export function handlerFailure(err: unknown, context: { method: string; requestI
       return { error, expected: true };
     return { error: internal(context.requestId), expected: false };
   }
-  if (err instanceof OrderNotFoundError)
-    return { error: new ConnectError(err.message, Code.NotFound), expected: true };
-  if (err instanceof ExceptionNotFoundError)
+  if (err instanceof OrderNotFoundError || err instanceof ExceptionNotFoundError)
     return { error: new ConnectError(err.message, Code.NotFound), expected: true };
   if (err instanceof IdempotencyConflictError)
     return { error: new ConnectError(err.message, Code.AlreadyExists), expected: true };

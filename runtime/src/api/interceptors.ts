@@ -11,6 +11,7 @@ import {
 import type { Logger } from '../observability/logger.js';
 import type { ApiMetrics } from '../observability/metrics.js';
 import { handlerFailure, isClientFault } from './errors.js';
+import { PRINTABLE_TOKEN } from './validation.js';
 
 /** What the HTTP adapter knows about a call; the interceptor marks it observed. */
 export interface CallRecord {
@@ -23,12 +24,10 @@ export const callKey = createContextKey<CallRecord | undefined>(undefined, {
   description: 'o2c call record',
 });
 
-const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
-
 /** The client's X-Request-Id when it is a sane token (no spaces, no control bytes), else a new id. */
 export function requestIdFrom(header: string | string[] | null | undefined): string {
   const value = Array.isArray(header) ? header[0] : header;
-  return value && REQUEST_ID.test(value) ? value : randomUUID();
+  return value && PRINTABLE_TOKEN.test(value) ? value : randomUUID();
 }
 
 export function codeName(code: Code): string {
@@ -95,8 +94,8 @@ export function recordCall(
 }
 
 /** A hostile request must not make a log line as large as itself. */
-function clip(text: string | undefined): string | undefined {
-  return text && text.length > 500 ? `${text.slice(0, 500)}…` : text;
+export function clip(text: string | undefined, max = 500): string | undefined {
+  return text && text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 export function observeInterceptor(logger: Logger, metrics: ApiMetrics): Interceptor {

@@ -31,7 +31,7 @@ export const DEFAULT_API_LIMITS: ApiLimits = {
   idleTimeoutMs: 65_000,
 };
 
-/** Environment variable per limit; the operator renders them into the workflow pod. */
+/** Environment variable per limit; unset, the default above applies (the operator sets none today). */
 export const API_LIMIT_ENV: Record<keyof ApiLimits, string> = {
   maxRequestBytes: 'O2C_API_MAX_REQUEST_BYTES',
   maxResponseBytes: 'O2C_API_MAX_RESPONSE_BYTES',

@@ -24,7 +24,7 @@ import {
 import type { WorkflowEngine } from '../workflow/engine.js';
 import { type ExceptionRow, listExceptions, stepHistory } from '../workflow/instances.js';
 import { decodePageToken, encodePageToken, PageTokenError } from './page-token.js';
-import { assertValid, invalidArgument } from './validation.js';
+import { assertValid, invalidArgument, PRINTABLE_TOKEN } from './validation.js';
 
 export interface OrderServiceOptions {
   orders: OrderRepository;
@@ -53,7 +53,6 @@ function exceptionMessage(e: ExceptionRow) {
 }
 
 const DEFAULT_PAGE_SIZE = 50;
-const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 function idempotencyKeyOf(fieldValue: string, ctx: HandlerContext): string {
   const header = ctx.requestHeader.get('idempotency-key') ?? '';
@@ -65,7 +64,7 @@ function idempotencyKeyOf(fieldValue: string, ctx: HandlerContext): string {
   }
   const key = fieldValue || header;
   if (!key) throw invalidArgument('idempotency_key', 'required (the field or the Idempotency-Key header)');
-  if (!IDEMPOTENCY_KEY_PATTERN.test(key)) {
+  if (!PRINTABLE_TOKEN.test(key)) {
     throw invalidArgument('idempotency_key', 'must be 1 to 128 printable ASCII characters without spaces');
   }
   return key;

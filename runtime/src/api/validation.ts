@@ -11,6 +11,9 @@ import { file_o2c_v1_rules } from '../gen/o2c/v1/rules_pb.js';
 // applies them only when it knows them.
 const validator = createValidator({ registry: createRegistry(file_o2c_v1_rules) });
 
+/** A header token o2c accepts from clients (idempotency key, request id): printable ASCII, no spaces. */
+export const PRINTABLE_TOKEN = /^[\x21-\x7e]{1,128}$/;
+
 export function violationPath(v: Violation): string {
   return pathToString(v.field);
 }

@@ -37,7 +37,7 @@ export { PermanentError, PoisonMessageError } from './errors.js';
 
 export interface Delivery {
   envelope: Envelope;
-  /** The event type the envelope declares, routing qualifier removed; '' for consumers without `accepts`. */
+  /** The declared event type, qualifier removed; without `accepts`, only the Envelope's own type ('' if none). */
   eventType: string;
   /** The queue it was consumed from (a partition for ordered specs). */
   queue: string;

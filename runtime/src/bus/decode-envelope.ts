@@ -56,7 +56,7 @@ export interface DeliveredBody {
 
 export type DecodedEnvelope =
   | {
-      envelope: Envelope /** The event type it declares, qualifier removed; '' when not checked. */;
+      envelope: Envelope /** The event type it declares, qualifier removed; without `accepts` only the Envelope's own type is read, '' when it names none. */;
       eventType: string;
     }
   | { poison: PoisonMessageError };
