@@ -7,7 +7,7 @@ import { clone, create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import type { PostgresStore } from '../store/postgres.js';
-import type { Store, Tx } from '../store/types.js';
+import type { SqlParam, Store, Tx } from '../store/types.js';
 import { buildEnvelope, type EnvelopePayload, EventType, envelopeToOutbox } from './envelope.js';
 import { newOrderId } from './ids.js';
 
@@ -60,6 +60,20 @@ export class VersionConflictError extends Error {
   ) {
     super(`order ${orderId} changed concurrently (expected version ${expected})`);
   }
+}
+
+/** An event appended to the outbox with an order's change. */
+export interface OrderEvent {
+  type: string;
+  payload: EnvelopePayload;
+  causationId?: string;
+}
+
+/** One order change for `saveMany`: the order to write, the version it was read at, its events. */
+export interface OrderSave {
+  order: Order;
+  before: Order;
+  events: OrderEvent[];
 }
 
 export interface ListFilter {
@@ -218,10 +232,30 @@ export class OrderRepository {
   }
 
   async get(id: string, tx?: Tx): Promise<Order | undefined> {
-    const read = (t: Tx) => t.query<{ data: Uint8Array }>('SELECT data FROM orders WHERE id = $1', [id]);
-    const rows = tx ? await read(tx) : await this.store.transaction(read);
-    const row = rows[0];
-    return row ? fromBinary(OrderSchema, row.data) : undefined;
+    return (await this.getMany([id], tx)).get(id);
+  }
+
+  /** The orders with these ids that exist, by id, read with one query per chunk of ids. */
+  async getMany(ids: readonly string[], tx?: Tx): Promise<Map<string, Order>> {
+    const found = new Map<string, Order>();
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return found;
+    const read = async (t: Tx) => {
+      for (let start = 0; start < unique.length; start += IDS_PER_READ) {
+        const chunk = unique.slice(start, start + IDS_PER_READ);
+        const rows = await t.query<{ data: Uint8Array }>(
+          `SELECT data FROM orders WHERE id IN (${chunk.map((_, i) => `$${i + 1}`).join(', ')})`,
+          chunk,
+        );
+        for (const row of rows) {
+          const order = fromBinary(OrderSchema, row.data);
+          found.set(order.id, order);
+        }
+      }
+    };
+    if (tx) await read(tx);
+    else await this.store.transaction(read);
+    return found;
   }
 
   /** Newest first; `after` continues after the last order of the previous page. */
@@ -247,30 +281,47 @@ export class OrderRepository {
    * Writes a changed order inside the caller's transaction: checks the version it read, bumps it,
    * and appends OrderStateChanged (when the state moved) plus any extra events to the outbox.
    */
-  async save(
-    tx: Tx,
-    order: Order,
-    previous: Order,
-    extra: { type: string; payload: EnvelopePayload; causationId?: string }[] = [],
-  ): Promise<Order> {
+  async save(tx: Tx, order: Order, previous: Order, extra: OrderEvent[] = []): Promise<Order> {
+    const [saved] = await this.saveMany(tx, [{ order, before: previous, events: extra }]);
+    if (!saved) throw new Error(`order ${order.id} was not saved`);
+    return saved;
+  }
+
+  /**
+   * `save` for many orders at once, with the same checks and events, in multi-row statements: one
+   * UPDATE per round of distinct orders and one outbox INSERT per 100 events. An order listed twice
+   * is written in list order (its second item's `before` must be the first item's result), exactly
+   * as consecutive `save` calls would. A stale version anywhere throws VersionConflictError for the
+   * first stale item; the caller's transaction then rolls back as a whole. Returns the saved orders
+   * in item order.
+   */
+  async saveMany(tx: Tx, items: readonly OrderSave[]): Promise<Order[]> {
     const now = Date.now();
-    const next = clone(OrderSchema, order);
-    next.version = previous.version + 1n;
-    next.updateTime = timestampFromMs(now);
-    const changed = await tx.execute(
-      'UPDATE orders SET state = $1, version = $2, updated_at = $3, data = $4 WHERE id = $5 AND version = $6',
-      [next.state, Number(next.version), now, toBinary(OrderSchema, next), next.id, Number(previous.version)],
-    );
-    if (changed !== 1) throw new VersionConflictError(next.id, Number(previous.version));
-    const events = [...extra];
-    if (next.state !== previous.state) {
-      events.push({
-        type: EventType.OrderStateChanged,
-        payload: { case: 'orderStateChanged', value: { order: next, previousState: previous.state } },
-      });
+    const writes = items.map(({ order, before }) => {
+      const next = clone(OrderSchema, order);
+      next.version = before.version + 1n;
+      next.updateTime = timestampFromMs(now);
+      return { next, previousVersion: before.version };
+    });
+    for (const round of roundsOfDistinctIds(writes.map((w) => w.next.id))) {
+      for (let start = 0; start < round.length; start += ORDERS_PER_UPDATE) {
+        const chunk = round.slice(start, start + ORDERS_PER_UPDATE).flatMap((i) => writes[i] ?? []);
+        const updated = await updateOrders(tx, chunk, now);
+        const stale = chunk.find((w) => !updated.has(w.next.id));
+        if (stale) throw new VersionConflictError(stale.next.id, Number(stale.previousVersion));
+      }
     }
-    await tx.enqueueOutbox(
-      events.map((e) =>
+    const saved = writes.map((w) => w.next);
+    const outbox = items.flatMap(({ order, before, events }, i) => {
+      const next = writes[i]?.next ?? order;
+      const all = [...events];
+      if (next.state !== before.state) {
+        all.push({
+          type: EventType.OrderStateChanged,
+          payload: { case: 'orderStateChanged', value: { order: next, previousState: before.state } },
+        });
+      }
+      return all.map((e) =>
         envelopeToOutbox(
           buildEnvelope({
             type: e.type,
@@ -282,9 +333,10 @@ export class OrderRepository {
             now,
           }),
         ),
-      ),
-    );
-    return next;
+      );
+    });
+    if (outbox.length > 0) await tx.enqueueOutbox(outbox);
+    return saved;
   }
 
   /** Cancels an order that has not shipped; a repeated cancel returns the cancelled order. */
@@ -330,4 +382,57 @@ export class OrderRepository {
 
 export function orderCreatedMs(order: Order): number {
   return order.createTime ? timestampDate(order.createTime).getTime() : 0;
+}
+
+/** Ids per getMany query: SQLite binds one parameter per id. */
+const IDS_PER_READ = 500;
+/** Orders per UPDATE statement (5 parameters each): well under both drivers' parameter limits. */
+const ORDERS_PER_UPDATE = 200;
+
+/**
+ * Splits item positions into rounds in which every id occurs once, keeping list order per id: one
+ * UPDATE touches a row once, so an order's second change must wait for a later statement.
+ */
+export function roundsOfDistinctIds(ids: readonly string[]): number[][] {
+  const rounds: number[][] = [];
+  const seen = new Map<string, number>();
+  ids.forEach((id, i) => {
+    const round = seen.get(id) ?? 0;
+    seen.set(id, round + 1);
+    if (round === rounds.length) rounds.push([i]);
+    else rounds[round]?.push(i);
+  });
+  return rounds;
+}
+
+/** One UPDATE for orders with distinct ids, each only at the version it was read; the ids it wrote. */
+async function updateOrders(
+  tx: Tx,
+  rows: { next: Order; previousVersion: bigint }[],
+  now: number,
+): Promise<Set<string>> {
+  const pg = tx.dialect === 'postgres';
+  const params: SqlParam[] = [];
+  const values = rows.map(({ next, previousVersion }) => {
+    const base = params.length;
+    params.push(
+      next.id,
+      next.state,
+      Number(next.version),
+      toBinary(OrderSchema, next),
+      Number(previousVersion),
+    );
+    return pg
+      ? `($${base + 1}::text, $${base + 2}::int, $${base + 3}::bigint, $${base + 4}::bytea, $${base + 5}::bigint)`
+      : `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}, $${base + 5})`;
+  });
+  params.push(now);
+  const written = await tx.query<{ id: string }>(
+    `WITH v (id, state, version, data, previous_version) AS (VALUES ${values.join(', ')})
+     UPDATE orders SET state = v.state, version = v.version, updated_at = $${params.length}, data = v.data
+     FROM v WHERE orders.id = v.id AND orders.version = v.previous_version
+     RETURNING orders.id`,
+    params,
+  );
+  return new Set(written.map((r) => r.id));
 }
