@@ -6,10 +6,13 @@ import { EventEmitter } from 'node:events';
 import { clone, create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
+import { classifyStoreError, nothingWritten } from '../store/errors.js';
 import type { PostgresStore } from '../store/postgres.js';
-import type { SqlParam, Store, Tx } from '../store/types.js';
+import type { OutboxMessage, SqlParam, Store, Tx } from '../store/types.js';
 import { buildEnvelope, type EnvelopePayload, EventType, envelopeToOutbox } from './envelope.js';
+import { GroupCommit, type Outcome } from './group-commit.js';
 import { newOrderId } from './ids.js';
+import { answerSubmit, type StoredSubmit, type SubmitAttempt, writersOf } from './submit-group.js';
 
 export const TERMINAL_STATES: ReadonlySet<OrderState> = new Set([
   OrderState.PAID,
@@ -117,6 +120,56 @@ const INSERT_ORDER_COLUMNS =
 
 const ANY_ORDER = Symbol('any order');
 
+export interface OrderRepositoryOptions {
+  /** Most SubmitOrder calls one store transaction carries (group commit). Default 128. */
+  maxSubmitGroup?: number;
+}
+
+export const DEFAULT_MAX_SUBMIT_GROUP = 128;
+
+type SubmitResult = { order: Order; created: boolean };
+
+/** A submit ready to write: its order row's values and its OrderSubmitted outbox message. */
+interface PreparedSubmit extends SubmitAttempt {
+  now: number;
+  row: SqlParam[];
+  outbox: OutboxMessage;
+}
+
+const OUTBOX_COLUMNS =
+  'id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at';
+/** The OrderSubmitted outbox row of a submit, then the id of the order it belongs to. */
+function outboxValues(w: PreparedSubmit): SqlParam[] {
+  const m = w.outbox;
+  const headers = m.headers ? JSON.stringify(m.headers) : null;
+  return [
+    m.id,
+    m.exchange,
+    m.routingKey,
+    m.type,
+    m.correlationId,
+    m.orderingKey,
+    headers,
+    m.body,
+    w.now,
+    w.order.id,
+  ];
+}
+
+/** VALUES rows take no type from a target column: the outbox values' types, then the order id's. */
+const OUTBOX_VALUE_CASTS = [
+  '::text',
+  '::text',
+  '::text',
+  '::text',
+  '::text',
+  '::text',
+  '::text',
+  '::bytea',
+  '::bigint',
+  '::text',
+];
+
 export interface OrderChange {
   order: Order;
   previousState: OrderState;
@@ -125,20 +178,48 @@ export interface OrderChange {
 export class OrderRepository {
   private readonly feed = new EventEmitter();
 
+  private readonly submits: GroupCommit<PreparedSubmit, SubmitResult>;
+
   constructor(
     readonly store: Store,
     private readonly source: string,
+    options: OrderRepositoryOptions = {},
   ) {
     this.feed.setMaxListeners(0);
+    this.submits = new GroupCommit((group) => this.commitSubmits(group), {
+      maxGroupSize: options.maxSubmitGroup ?? DEFAULT_MAX_SUBMIT_GROUP,
+      failsQueued: nothingWritten,
+    });
   }
 
-  /** Accepts an order once per idempotency key. */
+  /**
+   * Accepts an order once per idempotency key. Concurrent submits commit together (group commit):
+   * the caller is answered once its group's transaction has committed, with its own answer: the
+   * order it created, the order stored earlier (or by another caller of the group) for the same key
+   * and the same request, or IdempotencyConflictError for the same key with a different request.
+   */
   async submit(input: {
     order: Order;
     idempotencyKey: string;
     workflowGeneration?: number;
     traceparent?: string;
   }): Promise<{ order: Order; created: boolean }> {
+    const result = await this.submits.run(this.prepareSubmit(input));
+    if (result.created) this.emitChange({ order: result.order, previousState: OrderState.UNSPECIFIED });
+    return result;
+  }
+
+  /** Callers waiting for the next submit group: intake that the store has not caught up with. */
+  get queuedSubmits(): number {
+    return this.submits.queued;
+  }
+
+  private prepareSubmit(input: {
+    order: Order;
+    idempotencyKey: string;
+    workflowGeneration?: number;
+    traceparent?: string;
+  }): PreparedSubmit {
     const now = Date.now();
     const fingerprint = requestFingerprint(input.order);
     const order = clientContent(input.order);
@@ -160,75 +241,135 @@ export class OrderRepository {
       payload: { case: 'orderSubmitted', value: { order } },
       now,
     });
-    const outbox = envelopeToOutbox(envelope);
-    const orderParams = [
-      order.id,
-      input.idempotencyKey,
+    return {
+      key: input.idempotencyKey,
       fingerprint,
-      order.customerId,
-      order.state,
-      1,
-      Number(order.workflowGeneration),
+      order,
       now,
-      now,
-      toBinary(OrderSchema, order),
-    ];
+      outbox: envelopeToOutbox(envelope),
+      row: [
+        order.id,
+        input.idempotencyKey,
+        fingerprint,
+        order.customerId,
+        order.state,
+        1,
+        Number(order.workflowGeneration),
+        now,
+        now,
+        toBinary(OrderSchema, order),
+      ],
+    };
+  }
 
-    let created: boolean;
+  /**
+   * One group's commit and every caller's answer. A group that the database refuses for a reason
+   * other than an outage (a value it cannot store, a lost race) is committed again one submit at a
+   * time, so that one bad row never fails the others and each caller gets its own error.
+   */
+  private async commitSubmits(group: PreparedSubmit[]): Promise<Outcome<SubmitResult>[]> {
+    const writers = writersOf(group).map((i) => group[i] as PreparedSubmit);
+    let inserted: Set<string>;
+    try {
+      inserted = await this.insertSubmits(writers);
+    } catch (err) {
+      if (group.length === 1 || classifyStoreError(err) === 'unavailable') throw err;
+      return this.commitEachAlone(group);
+    }
+    const stored = new Map<string, StoredSubmit>();
+    for (const w of writers)
+      if (inserted.has(w.order.id)) stored.set(w.key, { requestHash: w.fingerprint, order: w.order });
+    const unresolved = [...new Set(group.filter((g) => !stored.has(g.key)).map((g) => g.key))];
+    let lookupError: unknown;
+    if (unresolved.length > 0) {
+      try {
+        for (const [key, row] of await this.storedSubmits(unresolved)) stored.set(key, row);
+      } catch (err) {
+        lookupError = err;
+      }
+    }
+    return group.map((attempt): Outcome<SubmitResult> => {
+      const answer = answerSubmit(attempt, stored.get(attempt.key));
+      if (answer.kind === 'created' || answer.kind === 'existing')
+        return { ok: true, value: { order: answer.order, created: answer.kind === 'created' } };
+      if (answer.kind === 'conflict')
+        return { ok: false, error: new IdempotencyConflictError(attempt.key, answer.existingOrderId) };
+      return {
+        ok: false,
+        error: lookupError ?? new Error(`order with idempotency key ${attempt.key} vanished`),
+      };
+    });
+  }
+
+  /** The fallback of a refused group; an outage on the way fails the rest with the same error. */
+  private async commitEachAlone(group: PreparedSubmit[]): Promise<Outcome<SubmitResult>[]> {
+    const outcomes: Outcome<SubmitResult>[] = [];
+    let outage: unknown;
+    for (const attempt of group) {
+      if (outage !== undefined) {
+        outcomes.push({ ok: false, error: outage });
+        continue;
+      }
+      try {
+        outcomes.push(...(await this.commitSubmits([attempt])));
+      } catch (error) {
+        if (classifyStoreError(error) === 'unavailable') outage = error;
+        outcomes.push({ ok: false, error });
+      }
+    }
+    return outcomes;
+  }
+
+  /**
+   * Inserts the orders whose idempotency key is new and the OrderSubmitted event of each in one
+   * transaction; a key already stored (by anyone) is skipped, never an error. The ids inserted.
+   */
+  private async insertSubmits(writers: PreparedSubmit[]): Promise<Set<string>> {
+    const params: SqlParam[] = [];
+    const placeholders = (values: SqlParam[], casts: readonly string[] = []) => {
+      const first = params.length;
+      params.push(...values);
+      return `(${values.map((_, i) => `$${first + i + 1}${casts[i] ?? ''}`).join(', ')})`;
+    };
+    const orderRows = writers.map((w) => placeholders(w.row)).join(', ');
+    const insertOrders = `INSERT INTO orders (${INSERT_ORDER_COLUMNS}) VALUES ${orderRows}
+      ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`;
     if (this.store.dialect === 'postgres') {
-      // One statement, one round trip: the order and its event commit together or not at all.
-      const rows = await (this.store as PostgresStore).statement<{ created: number }>(
-        `WITH ins AS (
-           INSERT INTO orders (${INSERT_ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-         ), ob AS (
-           INSERT INTO outbox (id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at)
-           SELECT $11, $12, $13, $14, $15, $16, $17, $18, $8 FROM ins RETURNING seq
+      // One statement, one round trip: the orders and their events commit together or not at all.
+      const eventRows = writers.map((w) => placeholders(outboxValues(w), OUTBOX_VALUE_CASTS)).join(', ');
+      const rows = await (this.store as PostgresStore).statement<{ id: string }>(
+        `WITH ins AS (${insertOrders}), ob AS (
+           INSERT INTO outbox (${OUTBOX_COLUMNS})
+           SELECT ${OUTBOX_COLUMNS.replace(/(\w+)/g, 'v.$1')} FROM (VALUES ${eventRows}) AS v (${OUTBOX_COLUMNS}, order_id)
+           JOIN ins ON ins.id = v.order_id RETURNING seq
          )
-         SELECT count(*)::int AS created FROM ob`,
-        [
-          ...orderParams,
-          outbox.id,
-          outbox.exchange,
-          outbox.routingKey,
-          outbox.type,
-          outbox.correlationId,
-          outbox.orderingKey,
-          JSON.stringify(outbox.headers ?? {}),
-          outbox.body,
-        ],
+         SELECT id FROM ins`,
+        params,
       );
-      created = (rows[0]?.created ?? 0) === 1;
-    } else {
-      created = await this.store.transaction(async (tx) => {
-        const existing = await tx.query('SELECT id FROM orders WHERE idempotency_key = $1', [
-          input.idempotencyKey,
-        ]);
-        if (existing.length > 0) return false;
-        await tx.execute(
-          `INSERT INTO orders (${INSERT_ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-          orderParams,
-        );
-        await tx.enqueueOutbox([outbox]);
-        return true;
-      });
+      return new Set(rows.map((r) => r.id));
     }
-    if (created) {
-      this.emitChange({ order, previousState: OrderState.UNSPECIFIED });
-      return { order, created: true };
-    }
+    return this.store.transaction(async (tx) => {
+      const rows = await tx.query<{ id: string }>(insertOrders, params);
+      const inserted = new Set(rows.map((r) => r.id));
+      await tx.enqueueOutbox(writers.filter((w) => inserted.has(w.order.id)).map((w) => w.outbox));
+      return inserted;
+    });
+  }
+
+  /** The stored request fingerprint and order of each of these idempotency keys, by key. */
+  private async storedSubmits(keys: string[]): Promise<Map<string, StoredSubmit>> {
     const rows = await this.store.transaction((tx) =>
-      tx.query<{ request_hash: string; data: Uint8Array }>(
-        'SELECT request_hash, data FROM orders WHERE idempotency_key = $1',
-        [input.idempotencyKey],
+      tx.query<{ idempotency_key: string; request_hash: string; data: Uint8Array }>(
+        `SELECT idempotency_key, request_hash, data FROM orders WHERE idempotency_key IN (${keys.map((_, i) => `$${i + 1}`).join(', ')})`,
+        keys,
       ),
     );
-    const row = rows[0];
-    if (!row) throw new Error(`order with idempotency key ${input.idempotencyKey} vanished`);
-    const existing = fromBinary(OrderSchema, row.data);
-    if (row.request_hash !== fingerprint)
-      throw new IdempotencyConflictError(input.idempotencyKey, existing.id);
-    return { order: existing, created: false };
+    return new Map(
+      rows.map((r) => [
+        r.idempotency_key,
+        { requestHash: r.request_hash, order: fromBinary(OrderSchema, r.data) },
+      ]),
+    );
   }
 
   async get(id: string, tx?: Tx): Promise<Order | undefined> {
