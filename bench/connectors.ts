@@ -3,11 +3,14 @@
 // and — from the Tryton engineer's bench/connectors-tryton.ts when present — the Tryton figures.
 // Writes bench/results/connectors.json. Figures, not pass/fail.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { create, toBinary } from '@bufbuild/protobuf';
+import pg from 'pg';
 import pino from 'pino';
 import { BusConnection } from '../runtime/src/bus/connection.js';
 import { ConfirmPublisher } from '../runtime/src/bus/publisher.js';
 import { deleteQueueTopology } from '../runtime/src/bus/topology.js';
+import { connectorMigrations } from '../runtime/src/connectors/bindings.js';
 import {
   buildCommandEnvelope,
   type CommandRequest,
@@ -21,6 +24,7 @@ import { ConnectorRuntime } from '../runtime/src/connectors/runtime.js';
 import { SimulatorDriver } from '../runtime/src/connectors/simulator/driver.js';
 import { OrderSchema } from '../runtime/src/gen/o2c/v1/entities_pb.js';
 import { EnvelopeSchema } from '../runtime/src/gen/o2c/v1/events_pb.js';
+import { openStore, registerMigrations, type Store } from '../runtime/src/store/index.js';
 
 const BROKER_URL = process.env.O2C_BENCH_BROKER_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const N = Number(process.env.O2C_BENCH_CALLS ?? 20_000);
@@ -147,8 +151,27 @@ async function atTheLimit(requestsPerSecond: number, seconds: number) {
   return { limitRequestsPerSecond: requestsPerSecond, calls: total, opsPerSecond: total / elapsed };
 }
 
-/** Commands through RabbitMQ to the connector role and replies back: ops/s and round-trip latency. */
-async function throughBroker(count: number) {
+const PG_ADMIN = process.env.O2C_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** A fresh PostgreSQL database for the role's store (inbox, outbox), its URL. */
+async function freshPg(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: PG_ADMIN });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(PG_ADMIN);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * Commands through RabbitMQ to the connector role and replies back: commands/s of the role and the
+ * round-trip latency. Without a store the role publishes each reply with confirms; with PostgreSQL
+ * (how the operator deploys it) each reply is written to the outbox with the command's inbox claim
+ * and relayed from there.
+ */
+async function throughBroker(count: number, storeKind: 'none' | 'postgres' = 'none') {
   const logger = pino({ level: 'warn' });
   const bus = new BusConnection({ url: BROKER_URL, name: 'bench-connectors', logger });
   try {
@@ -170,7 +193,20 @@ async function throughBroker(count: number) {
   const model = bus.model;
   if (model) await deleteQueueTopology(model, commandQueueSpec(config, retry));
   const driver = new SimulatorDriver({ seed: 1 });
-  const role = await startConnectorRole({ config, connection: bus, driver, retry, logger, prefetch: 256 });
+  let store: Store | undefined;
+  if (storeKind === 'postgres') {
+    registerMigrations(connectorMigrations);
+    store = await openStore(await freshPg('o2c_bench_connectors'));
+  }
+  const role = await startConnectorRole({
+    config,
+    connection: bus,
+    driver,
+    store,
+    retry,
+    logger,
+    prefetch: 256,
+  });
   const replyQueue = 'o2c.bench.connectors.replies';
   const ch = await bus.createChannel();
   await ch.deleteQueue(replyQueue);
@@ -220,15 +256,17 @@ async function throughBroker(count: number) {
   const elapsed = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   await role.stop();
+  await store?.close();
   await publisher.close();
   await ch.close().catch(() => {});
   if (bus.model) await deleteQueueTopology(bus.model, commandQueueSpec(config, retry));
   await bus.close();
   return {
+    store: storeKind,
     commands: count,
     replies: latencies.length,
     salesOrdersCreated: driver.salesOrderCount(),
-    opsPerSecond: latencies.length / elapsed,
+    commandsPerSecond: Math.round(latencies.length / elapsed),
     roundTripMs: {
       p50: percentile(latencies, 50),
       p95: percentile(latencies, 95),
@@ -237,14 +275,31 @@ async function throughBroker(count: number) {
   };
 }
 
+/** O2C_BENCH_ROLE_ONLY=1: only the role's commands/s through RabbitMQ, printed, no results file. */
+async function roleOnly() {
+  const commands = Number(process.env.O2C_BENCH_BROKER_COMMANDS ?? 5000);
+  for (const kind of ['none', 'postgres'] as const)
+    console.log(`role, store ${kind}`, await throughBroker(commands, kind));
+}
+
 async function main() {
-  const results: Record<string, unknown> = { when: new Date().toISOString(), node: process.version };
+  const results: Record<string, unknown> = {
+    when: new Date().toISOString(),
+    machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}`,
+    node: process.version,
+  };
   results.simulatorInProcess = await inProcessOverhead();
   console.log('in process', results.simulatorInProcess);
   results.simulatorAtLimit = await atTheLimit(500, 4);
   console.log('at the limit', results.simulatorAtLimit);
-  results.simulatorThroughBroker = await throughBroker(Number(process.env.O2C_BENCH_BROKER_COMMANDS ?? 5000));
-  console.log('through RabbitMQ', results.simulatorThroughBroker);
+  const commands = Number(process.env.O2C_BENCH_BROKER_COMMANDS ?? 5000);
+  results.simulatorThroughBroker = await throughBroker(commands);
+  console.log('role through RabbitMQ, replies published with confirms', results.simulatorThroughBroker);
+  results.simulatorThroughBrokerPostgres = await throughBroker(commands, 'postgres');
+  console.log(
+    'role through RabbitMQ, replies through a PostgreSQL outbox',
+    results.simulatorThroughBrokerPostgres,
+  );
   // Hook for the Tryton figures (1 and 4 workers, time per operation, 1,000-order burst): the Tryton
   // engineer's bench/connectors-tryton.ts exports `runTrytonBench(): Promise<Record<string, unknown>>`.
   const trytonModule = new URL('./connectors-tryton.ts', import.meta.url);
@@ -272,4 +327,5 @@ async function main() {
   console.log('wrote bench/results/connectors.json');
 }
 
-await main();
+if (process.env.O2C_BENCH_ROLE_ONLY) await roleOnly();
+else await main();

@@ -20,7 +20,12 @@ import { type ConnectorDriver, ConnectorFailure } from './driver.js';
 import { createDriver } from './drivers.js';
 import { Governor } from './governor.js';
 import type { OriginateEvents } from './origination.js';
-import { ConnectorRuntime, type MessagePublisher } from './runtime.js';
+import {
+  type CommandDelivery,
+  type CommandOutcome,
+  ConnectorRuntime,
+  type MessagePublisher,
+} from './runtime.js';
 import { SimulatorDriver, simulatorEvent } from './simulator/driver.js';
 
 /** Retrying a simulator change's outbox write: from 200 ms, doubling, at most 5 s apart. */
@@ -98,6 +103,27 @@ interface ChangeFeedDriver {
 
 const hasChangeFeed = (d: ConnectorDriver): d is ConnectorDriver & ChangeFeedDriver =>
   typeof (d as Partial<ChangeFeedDriver>).startChangeFeed === 'function';
+
+/** A delivery as the runtime takes it: the last attempt answers a retryable failure instead of retrying. */
+function commandOf(delivery: Delivery, retry: RetryPolicy): CommandDelivery {
+  return {
+    envelope: delivery.envelope,
+    delivery: {
+      messageId: delivery.envelope.id,
+      attempt: delivery.attempt,
+      finalAttempt: delivery.attempt >= retry.maxAttempts,
+    },
+  };
+}
+
+/** How a command's outcome settles its delivery: answered → ack, permanent → DLQ, else retry. */
+export function settlement(outcome: CommandOutcome): HandlerOutcome {
+  if (typeof outcome === 'string') return 'ack';
+  const err = outcome.error;
+  if (err instanceof PermanentError) return { fail: err };
+  if (err instanceof ConnectorFailure && !err.retryable) return { fail: new PermanentError(err.message) };
+  return { retry: err instanceof Error ? err : new Error(String(err)) };
+}
 
 export async function startConnectorRole(options: ConnectorRoleOptions): Promise<ConnectorRole> {
   const { config, connection, store, logger } = options;
@@ -181,19 +207,8 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
     accepts: [COMMAND_TYPE],
     prefetch: options.prefetch ?? Math.max(8, (governorLimits(config).maxConcurrency ?? 4) * 4),
     handler: async (delivery: Delivery): Promise<HandlerOutcome> => {
-      try {
-        await runtime.handleEnvelope(delivery.envelope, {
-          messageId: delivery.envelope.id,
-          attempt: delivery.attempt,
-          finalAttempt: delivery.attempt >= retry.maxAttempts,
-        });
-        return 'ack';
-      } catch (err) {
-        if (err instanceof PermanentError) return { fail: err };
-        if (err instanceof ConnectorFailure && !err.retryable)
-          return { fail: new PermanentError(err.message) };
-        return { retry: err as Error };
-      }
+      const [outcome] = await runtime.handleEnvelopes([commandOf(delivery, retry)]);
+      return settlement(outcome ?? { error: new Error('no outcome') });
     },
   });
   await consumer.start();

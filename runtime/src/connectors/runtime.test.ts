@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
 import { OrderSchema } from '../gen/o2c/v1/entities_pb.js';
 import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import { openStore, registerMigrations } from '../store/index.js';
 import type { OutboxMessage } from '../store/types.js';
+import { connectorMigrations } from './bindings.js';
 import { ManualClock } from './clock.js';
 import { buildCommandEnvelope, type CommandRequest, decodeReply } from './commands.js';
 import type { ConnectorRuntimeConfig } from './config.js';
@@ -104,5 +106,160 @@ describe('ConnectorRuntime', () => {
       /not an o2c.v1.Envelope/,
     );
     expect(fromBinary).toBeDefined();
+  });
+});
+
+/** A runtime over an embedded store, counting its transactions. */
+async function aStoredRuntime(config: Partial<ConnectorRuntimeConfig> = {}, driver = new SimulatorDriver()) {
+  registerMigrations(connectorMigrations);
+  const store = await openStore('sqlite::memory:');
+  let transactions = 0;
+  const transaction = store.transaction.bind(store);
+  store.transaction = (fn) => {
+    transactions++;
+    return transaction(fn);
+  };
+  const runtime = new ConnectorRuntime({
+    config: {
+      name: 'erp',
+      system: 'erp',
+      driver: 'simulator',
+      owns: ['order', 'inventory'],
+      limits: { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 64 },
+      ...config,
+    },
+    driver,
+    store,
+  });
+  const outbox = async () => (await store.pendingOutbox(1000)).map((r) => decodeReply(r.body)?.reply);
+  return { runtime, store, driver, transactions: () => transactions, outbox };
+}
+
+const orderCommand = (orderId: string) =>
+  buildCommandEnvelope({
+    connector: 'erp',
+    request: {
+      case: 'createSalesOrder',
+      value: { $typeName: 'o2c.v1.CreateSalesOrderRequest', order: create(OrderSchema, { id: orderId }) },
+    },
+    orderId,
+    step: 'sales-order',
+    replyTo: 'workflow.distributor.reply',
+    correlationId: `corr-${orderId}`,
+  });
+
+describe('ConnectorRuntime with a store, a delivery batch at once', () => {
+  it.each([
+    {
+      sentence: 'every command of a batch is answered, all replies in one transaction',
+      batch: ['a', 'b', 'c', 'd'],
+      outcomes: ['replied', 'replied', 'replied', 'replied'],
+    },
+    {
+      sentence: 'a command twice in one batch is answered once, its second copy is a duplicate',
+      batch: ['a', 'b', 'a'],
+      outcomes: ['replied', 'replied', 'duplicate'],
+    },
+  ])('$sentence', async ({ batch, outcomes }) => {
+    const { runtime, transactions, outbox, store } = await aStoredRuntime();
+    const envelopes = new Map(batch.map((id) => [id, orderCommand(`o-${id}`)]));
+    const results = await runtime.handleEnvelopes(batch.map((id) => ({ envelope: envelopes.get(id)! })));
+    expect(results).toEqual(outcomes);
+    expect(transactions()).toBe(1);
+    expect((await outbox()).map((r) => r?.orderId)).toEqual([...envelopes.keys()].map((id) => `o-${id}`));
+    await store.close();
+  });
+
+  it('answers a command delivered again in a later batch as a duplicate, writing no second reply', async () => {
+    const { runtime, outbox, store } = await aStoredRuntime();
+    const envelope = orderCommand('o-1');
+    expect(await runtime.handleEnvelopes([{ envelope }])).toEqual(['replied']);
+    expect(await runtime.handleEnvelopes([{ envelope }, { envelope: orderCommand('o-2') }])).toEqual([
+      'duplicate',
+      'replied',
+    ]);
+    expect((await outbox()).map((r) => r?.orderId)).toEqual(['o-1', 'o-2']);
+    await store.close();
+  });
+
+  it('hands back a retryable failure of one command for the bus to retry and answers the others', async () => {
+    const driver = new SimulatorDriver({ failureRates: { CreateSalesOrder: 1 } });
+    const { runtime, outbox, store } = await aStoredRuntime({}, driver);
+    const price = buildCommandEnvelope({
+      connector: 'erp',
+      request: {
+        case: 'getPrice',
+        value: {
+          $typeName: 'o2c.v1.GetPriceRequest',
+          customerId: 'c',
+          currencyCode: 'USD',
+          orderId: 'o-2',
+          lines: [],
+        },
+      },
+      orderId: 'o-2',
+      step: 'price',
+      replyTo: 'workflow.distributor.reply',
+      correlationId: 'corr-2',
+    });
+    const [failed, answered] = await runtime.handleEnvelopes([
+      { envelope: orderCommand('o-1') },
+      { envelope: price },
+    ]);
+    expect(typeof failed === 'object' && failed.error).toBeInstanceOf(ConnectorFailure);
+    expect(answered).toBe('replied');
+    expect((await outbox()).map((r) => r?.step)).toEqual(['price']);
+    await store.close();
+  });
+
+  it('runs the calls of a batch concurrently, never more at once than maxConcurrency', async () => {
+    const driver = new SimulatorDriver({ latencyMs: 5 });
+    let inFlight = 0;
+    let most = 0;
+    const createSalesOrder = driver.createSalesOrder;
+    driver.createSalesOrder = async (req, ctx) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await createSalesOrder(req, ctx);
+      } finally {
+        inFlight--;
+      }
+    };
+    const { runtime, store } = await aStoredRuntime(
+      { limits: { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 3 } },
+      driver,
+    );
+    const batch = Array.from({ length: 10 }, (_, i) => ({ envelope: orderCommand(`o-${i}`) }));
+    expect(await runtime.handleEnvelopes(batch)).toEqual(batch.map(() => 'replied'));
+    expect(most).toBe(3);
+    await store.close();
+  });
+
+  it('admits the calls of a batch at the rate limit: one token now, the next a tenth of a second later', async () => {
+    const clock = new ManualClock();
+    const driver = new SimulatorDriver({}, clock);
+    const published: OutboxMessage[] = [];
+    const runtime = new ConnectorRuntime({
+      config: {
+        name: 'erp',
+        system: 'erp',
+        driver: 'simulator',
+        owns: ['order'],
+        limits: { requestsPerSecond: 10, burst: 1, maxConcurrency: 8 },
+      },
+      driver,
+      clock,
+      publisher: { publish: async (m) => void published.push(m) },
+    });
+    const done = runtime.handleEnvelopes(
+      Array.from({ length: 3 }, (_, i) => ({ envelope: orderCommand(`o-${i}`) })),
+    );
+    await clock.advance(0);
+    expect(driver.salesOrderCount()).toBe(1);
+    await clock.advance(100);
+    expect(driver.salesOrderCount()).toBe(2);
+    await clock.advance(100);
+    expect(await done).toEqual(['replied', 'replied', 'replied']);
+    expect(published).toHaveLength(3);
   });
 });

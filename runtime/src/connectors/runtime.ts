@@ -1,7 +1,9 @@
-// The connector role's core: takes one command envelope, checks ownership, runs the driver call
-// under the governor and produces the reply — written to the outbox in the same transaction as the
-// inbox claim when a store is configured, else published directly with confirms. Retryable failures
-// are thrown back to the bus consumer, which retries them with its delay policy.
+// The connector role's core: takes command envelopes (one, or a delivery batch at once), checks
+// ownership, runs the driver calls concurrently under the governor (which keeps the rate limit, the
+// concurrency cap and the circuit breaker exact) and produces the replies — written to the outbox in
+// the same transaction as their inbox claims when a store is configured, many replies per
+// transaction (group commit), else published directly with confirms. Retryable failures go back to
+// the bus consumer, which retries them with its delay policy.
 import type { Logger } from 'pino';
 import { decodeEnvelope } from '../bus/decode-envelope.js';
 import { PoisonMessageError } from '../bus/errors.js';
@@ -22,6 +24,7 @@ import {
   toConnectorFailure,
 } from './driver.js';
 import { Governor } from './governor.js';
+import { GroupCommit } from './group-commit.js';
 import { type OriginateEvents, originatedMessage, storeOriginator } from './origination.js';
 import { checkOwnership } from './ownership.js';
 
@@ -40,6 +43,25 @@ export interface DeliveryInfo {
 }
 
 export type HandleOutcome = 'replied' | 'duplicate';
+
+/** One command of a batch: the decoded envelope and how it was delivered. */
+export interface CommandDelivery {
+  envelope: Envelope;
+  delivery?: DeliveryInfo;
+}
+
+/**
+ * What became of one command of a batch: answered, a duplicate (its reply was written before), or
+ * the error to settle its delivery with (a retryable ConnectorFailure, a PoisonMessageError, a store
+ * failure).
+ */
+export type CommandOutcome = HandleOutcome | { error: unknown };
+
+/** A reply waiting for its group commit: the command's message id claims the inbox. */
+interface PendingReply {
+  messageId: string;
+  message: OutboxMessage;
+}
 
 export interface ConnectorRuntimeOptions {
   config: ConnectorRuntimeConfig;
@@ -65,6 +87,7 @@ export class ConnectorRuntime {
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
   private readonly signal: AbortSignal | undefined;
+  private readonly replies: GroupCommit<PendingReply, HandleOutcome> | undefined;
 
   constructor(opts: ConnectorRuntimeOptions) {
     this.config = opts.config;
@@ -83,6 +106,8 @@ export class ConnectorRuntime {
     this.source = `o2c/${opts.config.namespace ?? 'default'}/connector/${opts.config.name}`;
     if (!this.store && !this.publisher)
       throw new Error('connector runtime needs a store (outbox) or a publisher');
+    const store = this.store;
+    this.replies = store ? new GroupCommit((batch) => this.writeReplies(store, batch)) : undefined;
     this.originate = this.store
       ? storeOriginator({
           store: this.store,
@@ -106,18 +131,38 @@ export class ConnectorRuntime {
     return this.handleEnvelope(decoded.envelope, delivery);
   }
 
-  /** Handles one decoded command envelope (the bus Consumer decodes it). */
+  /** Handles one decoded command envelope (the bus Consumer decodes it). Throws like handleMessage. */
   async handleEnvelope(envelope: Envelope, delivery: DeliveryInfo = {}): Promise<HandleOutcome> {
-    if (envelope.payload.case !== 'connectorCommand') {
-      throw new PoisonMessageError(
-        'PayloadTypeMismatch',
-        `envelope ${envelope.id} carries ${envelope.payload.case ?? 'no payload'}, not an o2c.v1.ConnectorCommand`,
-      );
+    const [outcome] = await this.handleEnvelopes([{ envelope, delivery }]);
+    if (outcome === undefined || typeof outcome !== 'string') throw outcome?.error;
+    return outcome;
+  }
+
+  /**
+   * Handles a batch of command envelopes at once: the driver calls run concurrently (the governor
+   * admits them under its limits), and each reply joins the next group commit as soon as its call
+   * returned, so a slow call does not hold back the others' replies. Never rejects: one outcome per
+   * command, in order.
+   */
+  handleEnvelopes(commands: readonly CommandDelivery[]): Promise<CommandOutcome[]> {
+    return Promise.all(commands.map((c) => this.handleOne(c.envelope, c.delivery ?? {})));
+  }
+
+  private async handleOne(envelope: Envelope, delivery: DeliveryInfo): Promise<CommandOutcome> {
+    try {
+      if (envelope.payload.case !== 'connectorCommand') {
+        throw new PoisonMessageError(
+          'PayloadTypeMismatch',
+          `envelope ${envelope.id} carries ${envelope.payload.case ?? 'no payload'}, not an o2c.v1.ConnectorCommand`,
+        );
+      }
+      const command = envelope.payload.value;
+      const reply = await this.execute(command, envelope, delivery);
+      const message = replyMessage(envelope, command, reply, this.source, this.clock.now());
+      return await this.deliver(delivery.messageId || envelope.id, message);
+    } catch (error) {
+      return { error };
     }
-    const command = envelope.payload.value;
-    const reply = await this.execute(command, envelope, delivery);
-    const message = replyMessage(envelope, command, reply, this.source, this.clock.now());
-    return this.deliver(delivery.messageId || envelope.id, message);
   }
 
   /**
@@ -193,21 +238,36 @@ export class ConnectorRuntime {
   }
 
   private async deliver(messageId: string, message: OutboxMessage): Promise<HandleOutcome> {
-    if (this.store) {
-      return this.store
-        .transaction(async (tx) => {
-          if (!(await tx.claimInbox(this.consumer, messageId))) return 'duplicate';
-          await tx.enqueueOutbox([message]);
-          return 'replied' as const;
-        })
-        .then((outcome) => {
-          if (outcome === 'replied') this.onReply?.(message);
-          return outcome;
-        });
-    }
+    if (this.replies) return this.replies.submit({ messageId, message });
     await this.publisher?.publish(message);
     this.onReply?.(message);
     return 'replied';
+  }
+
+  /**
+   * One transaction for a group of replies: their inbox claims in one statement, the fresh replies
+   * in one outbox insert. A command seen twice (a redelivery, a second publish of it) is answered
+   * once: by an earlier transaction, or by its first occurrence in this group.
+   */
+  private async writeReplies(store: Store, batch: PendingReply[]): Promise<HandleOutcome[]> {
+    const outcomes = await store.transaction(async (tx) => {
+      const claimed = new Set<string>();
+      for (const id of new Set(batch.map((r) => r.messageId))) {
+        if (await tx.claimInbox(this.consumer, id)) claimed.add(id);
+      }
+      const written: OutboxMessage[] = [];
+      const result = batch.map((r): HandleOutcome => {
+        if (!claimed.delete(r.messageId)) return 'duplicate';
+        written.push(r.message);
+        return 'replied';
+      });
+      if (written.length > 0) await tx.enqueueOutbox(written);
+      return result;
+    });
+    batch.forEach((r, i) => {
+      if (outcomes[i] === 'replied') this.onReply?.(r.message);
+    });
+    return outcomes;
   }
 
   /** Notified after every reply written or published (tests, the relay's wake-up). */

@@ -154,4 +154,53 @@ describe('SimulatorDriver', () => {
     expect(status.paid).toBe(true);
     expect(status.payments).toHaveLength(1);
   });
+
+  it.each([
+    {
+      sentence: 'an open sales order counts its whole total against the credit',
+      next: 'none',
+      available: '200.00',
+    },
+    {
+      sentence: 'a part-paid sales order counts only what is still due',
+      next: 'pay 300',
+      available: '500.00',
+    },
+    { sentence: 'a fully paid sales order counts nothing', next: 'pay 800', available: '1000.00' },
+    { sentence: 'a cancelled sales order counts nothing', next: 'cancel', available: '1000.00' },
+    {
+      sentence: 'the order being checked does not count against its own credit',
+      next: 'check o-1',
+      available: '1000.00',
+    },
+  ])('$sentence', async ({ next, available }) => {
+    const s = sim({ customers: { acme: { creditLimit: '1000' } } });
+    const order = create(OrderSchema, {
+      id: 'o-1',
+      customerId: 'acme',
+      currencyCode: 'USD',
+      total: money('USD', '800'),
+    });
+    await s.createSalesOrder({ $typeName: 'o2c.v1.CreateSalesOrderRequest', order }, ctx);
+    if (next.startsWith('pay')) {
+      await s.postInvoice({ $typeName: 'o2c.v1.PostInvoiceRequest', orderId: 'o-1' }, ctx);
+      const amount = money('USD', next.slice(4));
+      await s.recordPayment(
+        { $typeName: 'o2c.v1.RecordPaymentRequest', orderId: 'o-1', amount, method: 'card' },
+        ctx,
+      );
+    }
+    if (next === 'cancel')
+      await s.cancelSalesOrder({ $typeName: 'o2c.v1.CancelSalesOrderRequest', orderId: 'o-1' }, ctx);
+    const credit = await s.checkCredit(
+      {
+        $typeName: 'o2c.v1.CheckCreditRequest',
+        customerId: 'acme',
+        amount: money('USD', '100'),
+        orderId: next === 'check o-1' ? 'o-1' : 'o-2',
+      },
+      ctx,
+    );
+    expect(formatDecimal(credit.available)).toBe(available);
+  });
 });

@@ -161,6 +161,14 @@ export class SimulatorDriver implements ConnectorDriver {
   >();
   private readonly payments = new Map<string, Array<ReturnType<typeof create<typeof PaymentSchema>>>>();
   private readonly paymentKeys = new Set<string>();
+  /** Sum of the payments per order, kept as they come (GetPaymentStatus, credit exposure). */
+  private readonly paidByOrder = new Map<string, bigint>();
+  /**
+   * Open exposure per customer: the sum of (total - paid) over their sales orders that are not
+   * cancelled, kept as orders, payments and cancellations come, so CheckCredit reads it at once
+   * instead of scanning every sales order.
+   */
+  private readonly exposureByCustomer = new Map<string, bigint>();
   private readonly masterData = new Map<string, string>();
   private readonly statuses = new Map<string, string>();
   private readonly listeners: Array<(c: SimulatorChange) => void> = [];
@@ -236,12 +244,13 @@ export class SimulatorDriver implements ConnectorDriver {
     this.call('checkCredit', ctx, () => {
       const currency = req.amount?.currencyCode || this.cfg.currency;
       const limit = this.creditLimitOf(req.customerId);
-      let exposure = 0n;
-      for (const so of this.salesOrders.values()) {
-        if (so.customerId === req.customerId && so.state !== 'cancelled' && so.order.id !== req.orderId) {
-          exposure += so.totalNanos - this.paidNanos(so.order.id);
-        }
-      }
+      // The order being checked does not count against its own credit.
+      const own = this.salesOrders.get(req.orderId);
+      const ownOpen =
+        own && own.customerId === req.customerId && own.state !== 'cancelled'
+          ? own.totalNanos - this.paidNanos(own.order.id)
+          : 0n;
+      const exposure = (this.exposureByCustomer.get(req.customerId) ?? 0n) - ownOpen;
       const amount = toNanos(req.amount);
       const approved = exposure + amount <= limit;
       return create(CheckCreditResponseSchema, {
@@ -366,6 +375,7 @@ export class SimulatorDriver implements ConnectorDriver {
         customerId: order.customerId,
       };
       this.salesOrders.set(order.id, record);
+      this.addExposure(record.customerId, record.totalNanos - this.paidNanos(order.id));
       return create(CreateSalesOrderResponseSchema, {
         salesOrder: { system: this.system, externalId: record.id, displayId: number },
         existed: false,
@@ -383,6 +393,8 @@ export class SimulatorDriver implements ConnectorDriver {
           `sales order ${so.number} is shipped and cannot be cancelled`,
         );
       }
+      if (so.state !== 'cancelled')
+        this.addExposure(so.customerId, this.paidNanos(so.order.id) - so.totalNanos);
       so.state = 'cancelled';
       return create(CancelSalesOrderResponseSchema, { cancelled: true });
     });
@@ -573,13 +585,19 @@ export class SimulatorDriver implements ConnectorDriver {
     const list = this.payments.get(orderId) ?? [];
     list.push(payment);
     this.payments.set(orderId, list);
+    this.paidByOrder.set(orderId, this.paidNanos(orderId) + amount);
     const so = this.salesOrders.get(orderId);
+    if (so && so.state !== 'cancelled') this.addExposure(so.customerId, -amount);
     if (so && this.paidNanos(orderId) >= so.totalNanos) so.state = 'done';
     return payment;
   }
 
   private paidNanos(orderId: string): bigint {
-    return (this.payments.get(orderId) ?? []).reduce((s, p) => s + toNanos(p.amount), 0n);
+    return this.paidByOrder.get(orderId) ?? 0n;
+  }
+
+  private addExposure(customerId: string, delta: bigint): void {
+    this.exposureByCustomer.set(customerId, (this.exposureByCustomer.get(customerId) ?? 0n) + delta);
   }
 
   private consumeStock(orderId: string): void {
