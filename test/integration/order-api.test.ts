@@ -4,11 +4,13 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { ViolationsSchema } from '@bufbuild/protovalidate/gen/buf/validate/validate_pb.js';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventRoutingKey } from '../../runtime/src/bus/addressing.js';
 import { type Order, OrderSchema, OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import type { SubmitOrderRequest } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
+import { EventType } from '../../runtime/src/orders/envelope.js';
 import { type ApiHarness, rejection, type StoreKind, startApi } from './support/api.js';
-import { eventTap } from './support/services.js';
+import { eventTap, until } from './support/services.js';
 
 type OrderInit = Parameters<typeof create<typeof OrderSchema>>[1];
 
@@ -316,7 +318,11 @@ describe('OrderSubmitted events on RabbitMQ', () => {
   let api: ApiHarness;
   let tap: Awaited<ReturnType<typeof eventTap>>;
   beforeAll(async () => {
-    tap = await eventTap(`o2c.test.api-events.${process.pid}`, '#.o2c.v1.OrderSubmitted');
+    // Only this test's own source: other suites on the shared broker publish OrderSubmitted too.
+    tap = await eventTap(
+      `o2c.test.api-events.${process.pid}`,
+      eventRoutingKey('o2c/test/workflow/o2c-test-api-events', EventType.OrderSubmitted),
+    );
     api = await startApi({ store: 'postgres', name: 'o2c_test_api_events' });
   });
   afterAll(async () => {
@@ -327,7 +333,7 @@ describe('OrderSubmitted events on RabbitMQ', () => {
   it('publishes the Envelope with the order inside, with AMQP properties set', async () => {
     const key = uniqueKey('evt');
     const { order } = await api.client.submitOrder({ idempotencyKey: key, order: anOrder() });
-    await tap.waitFor(1);
+    await until(() => tap.received.some((m) => m.properties.correlationId === order!.id));
     const msg = tap.received.find((m) => m.properties.correlationId === order!.id)!;
     expect(msg).toBeDefined();
     expect(msg.properties.contentType).toBe('application/x-protobuf');
