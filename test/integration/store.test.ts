@@ -53,6 +53,54 @@ describe.each<StoreKind>(['postgres', 'sqlite'])('store on %s', (kind) => {
     expect([first, again, other]).toEqual([true, false, true]);
   });
 
+  it('claims a batch of inbox messages in one call: only the ids no transaction claimed before', async () => {
+    await store.transaction((tx) => tx.claimInbox('batch', 'b-1'));
+    const claimed = await store.transaction((tx) => tx.claimInboxMany('batch', ['b-3', 'b-1', 'b-2', 'b-3']));
+    expect([...claimed].sort()).toEqual(['b-2', 'b-3']);
+    const again = await store.transaction((tx) => tx.claimInboxMany('batch', ['b-2', 'b-4']));
+    expect([...again]).toEqual(['b-4']);
+    expect(await store.transaction((tx) => tx.claimInboxMany('batch', []))).toEqual(new Set());
+  });
+
+  it('forgets a batch claim whose transaction rolled back', async () => {
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.claimInboxMany('batch-rb', ['r-1', 'r-2']);
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    const claimed = await store.transaction((tx) => tx.claimInboxMany('batch-rb', ['r-1', 'r-2']));
+    expect([...claimed].sort()).toEqual(['r-1', 'r-2']);
+  });
+
+  it('writes thousands of outbox rows at once, in write order, bodies and headers intact', async () => {
+    const n = 5_000;
+    const ids = Array.from({ length: n }, (_, i) => `bulk-${i}`);
+    await store.transaction((tx) =>
+      tx.enqueueOutbox(
+        ids.map((id, i) => ({
+          id,
+          exchange: 'o2c.events',
+          routingKey: 'o2c.v1.Bulk',
+          body: i === 0 ? new Uint8Array(0) : new Uint8Array([0, 255, i % 256, 10]),
+          type: 'o2c.v1.Bulk',
+          correlationId: `corr-${i}`,
+          orderingKey: `key-${i % 7}`,
+          headers: i % 2 === 0 ? { traceparent: `tp-${i}`, quote: 'a "b" \\ c' } : undefined,
+        })),
+      ),
+    );
+    const rows = (await store.pendingOutbox(20_000)).filter((r) => r.id.startsWith('bulk-'));
+    expect(rows.map((r) => r.id)).toEqual(ids);
+    expect([...rows[0]!.body]).toEqual([]);
+    expect([...rows[3]!.body]).toEqual([0, 255, 3, 10]);
+    expect(rows[2]!.headers).toEqual({ traceparent: 'tp-2', quote: 'a "b" \\ c' });
+    expect(rows[1]!.headers).toBeUndefined();
+    expect(rows[4_999]!.orderingKey).toBe('key-1');
+    await store.markOutboxSent(rows.map((r) => r.seq));
+    expect((await store.pendingOutbox(20_000)).filter((r) => r.id.startsWith('bulk-'))).toEqual([]);
+  });
+
   it('hands out pending outbox rows in write order and forgets them once sent', async () => {
     const ids = ['o-1', 'o-2', 'o-3'];
     await store.transaction((tx) =>

@@ -4,12 +4,15 @@
 // before any handler sees it; retryable failures wait in the delay tiers (republished with confirms,
 // then acked), exhausted and permanent ones are parked in the DLQ with reason headers. Ordered specs
 // consume their partitions with one active consumer each, run one message per ordering key at a time
-// and retry in place so a key never reorders.
-import type { ChannelModel, ConsumeMessage } from 'amqplib';
+// and retry in place so a key never reorders. A batch handler takes every delivery the channel has
+// already buffered at once (one transaction for all, say); outcomes stay per delivery. Acks are
+// coalesced: one `multiple` ack per turn of the event loop up to the highest contiguous settled tag.
+import type { ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Envelope } from '../gen/o2c/v1/events_pb.js';
 import type { Store, Tx } from '../store/types.js';
+import { AckTracker, afterCollect, type BatchResult, batchOutcomes } from './acks.js';
 import { TrackedConfirmChannel } from './confirm-channel.js';
 import type { BusConnection } from './connection.js';
 import { decodeEnvelope } from './decode-envelope.js';
@@ -53,11 +56,24 @@ export interface Delivery {
 
 export type HandlerOutcome = 'ack' | { retry: Error } | { fail: Error };
 export type Handler = (delivery: Delivery) => Promise<HandlerOutcome>;
+/** Handles deliveries together; answers one outcome per delivery, in the same order. */
+export type BatchHandler = (deliveries: Delivery[]) => Promise<HandlerOutcome[]>;
 
 export interface ConsumerOptions {
   connection: BusConnection;
   spec: QueueSpec;
-  handler: Handler;
+  /** One delivery at a time (up to `prefetch` concurrently). Give this or `batchHandler`. */
+  handler?: Handler;
+  /**
+   * Deliveries in batches: every delivery the channel has already buffered (collected until the next
+   * turn of the event loop) or `batchMaxSize`, whichever comes first; batches run concurrently up to
+   * the prefetch. Poison is parked before the batch is assembled; each outcome is routed like a
+   * single handler's (ack, retry tier, DLQ). A batch handler that throws retries every delivery of
+   * the batch. Not for ordered specs (their keys retry in place, one message at a time).
+   */
+  batchHandler?: BatchHandler;
+  /** Deliveries per batch at most. Default the prefetch. */
+  batchMaxSize?: number;
   /**
    * The event types (message names, e.g. o2c.v1.OrderSubmitted) this queue is for. A delivery of any
    * other type, of an unknown type or with a payload that is not its type is poison: parked in the DLQ
@@ -78,12 +94,33 @@ export interface ConsumerOptions {
 interface Attachment {
   channel: TrackedConfirmChannel;
   consumerTags: string[];
+  acks: AckTracker;
+  ackFlushScheduled: boolean;
+  /** Deliveries collected for the next batch. */
+  collected: { queue: string; msg: ConsumeMessage }[];
+  batchFlushScheduled: boolean;
 }
+
+/** A decoded delivery on its way through the handler; `attempt` grows with in-place retries. */
+interface Prepared {
+  queue: string;
+  msg: ConsumeMessage;
+  headers: Record<string, unknown>;
+  envelope: Envelope;
+  eventType: string;
+  attempt: number;
+}
+
+type Decoded =
+  | Prepared
+  | { poison: Error; queue: string; msg: ConsumeMessage; headers: Record<string, unknown> };
 
 export class Consumer {
   readonly spec: QueueSpec;
   private readonly connection: BusConnection;
-  private readonly handler: Handler;
+  private readonly handler: Handler | undefined;
+  private readonly batchHandler: BatchHandler | undefined;
+  private readonly batchMaxSize: number;
   private readonly accepts: readonly string[] | undefined;
   private readonly prefetch: number;
   private readonly metrics: BusMetrics;
@@ -95,6 +132,7 @@ export class Consumer {
   private removeSetup: (() => void) | undefined;
   private stopping = false;
   private readonly inFlight = new Set<Promise<void>>();
+  private handling = 0;
   /** Ordered specs: the tail of each key's chain. */
   private readonly keyChains = new Map<string, Promise<void>>();
   private reattachTimer: NodeJS.Timeout | undefined;
@@ -102,9 +140,17 @@ export class Consumer {
   constructor(options: ConsumerOptions) {
     this.connection = options.connection;
     this.spec = options.spec;
+    if (!options.handler === !options.batchHandler) {
+      throw new Error(`consumer ${options.spec.name}: give either handler or batchHandler`);
+    }
+    if (options.batchHandler && options.spec.ordering) {
+      throw new Error(`consumer ${options.spec.name}: ordered specs take a handler, not a batchHandler`);
+    }
     this.handler = options.handler;
+    this.batchHandler = options.batchHandler;
     this.accepts = options.accepts;
     this.prefetch = options.prefetch ?? 32;
+    this.batchMaxSize = Math.max(1, options.batchMaxSize ?? this.prefetch);
     this.declareTopology = options.declare ?? true;
     this.metrics = busMetrics(options.registry);
     this.logger = options.connection.logger.child({ queue: options.spec.name });
@@ -114,7 +160,7 @@ export class Consumer {
 
   /** Deliveries being handled right now. */
   get active(): number {
-    return this.inFlight.size;
+    return this.handling;
   }
 
   /** Declares the topology (unless disabled) and starts consuming, now and after every reconnect. */
@@ -147,7 +193,9 @@ export class Consumer {
       for (const tag of att.consumerTags) await att.channel.channel.cancel(tag).catch(() => {});
     }
     const deadline = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
+    if (att) this.flushBatch(att);
     await Promise.race([Promise.allSettled([...this.inFlight]), deadline]);
+    if (att) this.flushAcks(att);
     await att?.channel.close();
     this.attachment = undefined;
     for (const queue of consumedQueues(this.spec)) this.metrics.depthProbes.delete(queue);
@@ -158,7 +206,14 @@ export class Consumer {
     const raw = await model.createConfirmChannel();
     raw.on('error', (err: Error) => this.logger.warn({ err }, 'consumer channel error'));
     const channel = new TrackedConfirmChannel(raw);
-    const att: Attachment = { channel, consumerTags: [] };
+    const att: Attachment = {
+      channel,
+      consumerTags: [],
+      acks: new AckTracker(),
+      ackFlushScheduled: false,
+      collected: [],
+      batchFlushScheduled: false,
+    };
     this.attachment = att;
     raw.on('close', () => {
       // A channel that dies while the connection lives (queue deleted, 406...) is re-opened here; a
@@ -178,7 +233,9 @@ export class Consumer {
             if (this.attachment === att && !this.stopping) void channel.close();
             return;
           }
-          this.track(exclusiveKeys ? this.handleOrdered(att, queue, msg) : this.handle(att, queue, msg));
+          att.acks.delivered(msg.fields.deliveryTag);
+          if (this.batchHandler) this.collect(att, queue, msg);
+          else this.track(exclusiveKeys ? this.handleOrdered(att, queue, msg) : this.handle(att, queue, msg));
         },
         { noAck: false },
       );
@@ -216,104 +273,238 @@ export class Consumer {
     return next;
   }
 
-  private async handle(att: Attachment, queue: string, msg: ConsumeMessage): Promise<void> {
-    try {
-      await this.process(att, queue, msg);
-    } catch (err) {
-      // Settling failed (channel lost mid-republish): the unacked message returns to the queue.
-      this.logger.warn(
-        { err, messageId: msg.properties.messageId },
-        'could not settle delivery; it will be redelivered',
-      );
+  private collect(att: Attachment, queue: string, msg: ConsumeMessage): void {
+    att.collected.push({ queue, msg });
+    const step = afterCollect(att.collected.length, this.batchMaxSize, att.batchFlushScheduled);
+    if (step === 'flush-now') this.flushBatch(att);
+    else if (step === 'flush-next-turn') {
+      att.batchFlushScheduled = true;
+      setImmediate(() => this.flushBatch(att));
     }
   }
 
-  private async process(att: Attachment, queue: string, msg: ConsumeMessage): Promise<void> {
+  private flushBatch(att: Attachment): void {
+    att.batchFlushScheduled = false;
+    if (att.collected.length === 0) return;
+    const items = att.collected.splice(0);
+    this.track(this.handleBatch(att, items));
+  }
+
+  private async handle(att: Attachment, queue: string, msg: ConsumeMessage): Promise<void> {
+    this.handling++;
+    try {
+      await this.process(att, this.decode(queue, msg));
+    } catch (err) {
+      this.couldNotSettle(err, att, msg);
+    } finally {
+      this.handling--;
+    }
+  }
+
+  /**
+   * Settling failed (the broker did not confirm the retry or DLQ copy, the channel was lost): the
+   * message goes back to its queue, by the channel close or, on a live channel, by a requeueing nack
+   * (so it holds neither a prefetch slot nor the coalesced acks of later deliveries).
+   */
+  private couldNotSettle(err: unknown, att: Attachment, msg: ConsumeMessage): void {
+    this.logger.warn(
+      { err, messageId: msg.properties.messageId },
+      'could not settle delivery; it will be redelivered',
+    );
+    if (att.channel.isClosed) return;
+    att.acks.released(msg.fields.deliveryTag);
+    att.channel.channel.nack(msg, false, true);
+    this.scheduleAckFlush(att);
+  }
+
+  private decode(queue: string, msg: ConsumeMessage): Decoded {
     this.metrics.consumed.inc({ queue: this.spec.name });
     const headers = { ...(msg.properties.headers ?? {}) };
     const decoded = decodeEnvelope(
       { body: msg.content, messageId: msg.properties.messageId, type: msg.properties.type },
       this.accepts,
     );
-    if ('poison' in decoded) {
-      this.logger.warn(
-        { messageId: msg.properties.messageId, errorClass: decoded.poison.name, err: decoded.poison },
-        'poison message; parking in the DLQ',
-      );
-      await this.deadLetter(att, queue, msg, 'poison', decoded.poison, attemptsSoFar(headers) + 1);
-      return;
-    }
+    if ('poison' in decoded) return { poison: decoded.poison, queue, msg, headers };
     const { envelope, eventType } = decoded;
-    let attempt = attemptsSoFar(headers) + 1;
+    return { queue, msg, headers, envelope, eventType, attempt: attemptsSoFar(headers) + 1 };
+  }
+
+  private async parkPoison(att: Attachment, d: Extract<Decoded, { poison: Error }>): Promise<void> {
+    const { msg, poison } = d;
+    this.logger.warn(
+      { messageId: msg.properties.messageId, errorClass: poison.name, err: poison },
+      'poison message; parking in the DLQ',
+    );
+    await this.deadLetter(att, d.queue, msg, 'poison', poison, attemptsSoFar(d.headers) + 1);
+  }
+
+  private delivery(p: Prepared): Delivery {
+    const { envelope, attempt } = p;
+    let logger: Logger | undefined;
+    const parent = this.logger;
+    return {
+      envelope,
+      eventType: p.eventType,
+      queue: p.queue,
+      attempt,
+      redelivered: p.msg.fields.redelivered,
+      orderingKey: envelope.orderingKey || String(p.headers[ORDERING_HEADER] ?? ''),
+      headers: p.headers,
+      message: p.msg,
+      // A child logger per delivery costs more than the rest of the delivery: made when first used.
+      get logger() {
+        logger ??= parent.child({ messageId: envelope.id, correlationId: envelope.correlationId, attempt });
+        return logger;
+      },
+    };
+  }
+
+  private async process(att: Attachment, d: Decoded): Promise<void> {
+    if ('poison' in d) return this.parkPoison(att, d);
     for (;;) {
-      const delivery: Delivery = {
-        envelope,
-        eventType,
-        queue,
-        attempt,
-        redelivered: msg.fields.redelivered,
-        orderingKey: envelope.orderingKey || String(headers[ORDERING_HEADER] ?? ''),
-        headers,
-        message: msg,
-        logger: this.logger.child({ messageId: envelope.id, correlationId: envelope.correlationId, attempt }),
-      };
+      const delivery = this.delivery(d);
       const started = performance.now();
       const outcome = await this.runHandler(delivery);
-      const label = outcome === 'ack' ? 'ack' : 'retry' in outcome ? 'retry' : 'fail';
-      this.metrics.handlerSeconds.observe(
-        { queue: this.spec.name, outcome: label },
-        (performance.now() - started) / 1000,
-      );
-      if (outcome === 'ack') {
-        this.ack(att, msg);
-        return;
-      }
-      if ('fail' in outcome) {
-        const reason = deadLetterReasonOf(outcome.fail);
-        delivery.logger.warn({ err: outcome.fail, reason }, 'permanent failure; parking in the DLQ');
-        await this.deadLetter(att, queue, msg, reason, outcome.fail, attempt, headers);
-        return;
-      }
-      if (attempt >= this.spec.retry.maxAttempts) {
-        delivery.logger.warn({ err: outcome.retry }, 'attempts exhausted; parking in the DLQ');
-        await this.deadLetter(att, queue, msg, 'max-attempts', outcome.retry, attempt, headers);
-        return;
-      }
-      const delayMs = retryDelayMs(this.spec.retry, attempt);
-      this.metrics.retried.inc({ queue: this.spec.name });
-      delivery.logger.info({ err: outcome.retry, delayMs }, 'handler failed; retrying');
-      if (!this.spec.ordering) {
-        await this.republish(
-          att,
-          msg,
-          retryExchangeName(delayMs),
-          this.spec.name,
-          failureHeaders(headers, queue, outcome.retry, attempt, this.now()),
-        );
-        return;
-      }
+      this.observe(outcome, started);
+      const next = await this.route(att, d, delivery, outcome);
+      if (next === 'settled') return;
       // Ordered: wait in place, holding this key (and only this key) back.
-      Object.assign(headers, failureHeaders(headers, queue, outcome.retry, attempt, this.now()));
-      await this.sleep(delayMs);
+      await this.sleep(next.waitMs);
       if (att.channel.isClosed) return; // redelivered to whoever holds the partition now
-      attempt++;
+      d.attempt++;
     }
+  }
+
+  private async handleBatch(att: Attachment, items: { queue: string; msg: ConsumeMessage }[]): Promise<void> {
+    const batchHandler = this.batchHandler as BatchHandler;
+    this.handling += items.length;
+    const ready: Prepared[] = [];
+    const settling: Promise<void>[] = [];
+    for (const { queue, msg } of items) {
+      const d = this.decode(queue, msg);
+      if ('poison' in d) settling.push(this.settleSafely(att, msg, this.parkPoison(att, d)));
+      else ready.push(d);
+    }
+    if (ready.length > 0) {
+      const deliveries = ready.map((p) => this.delivery(p));
+      const started = performance.now();
+      let result: BatchResult;
+      try {
+        result = { outcomes: await batchHandler(deliveries) };
+      } catch (threw) {
+        result = { threw };
+      }
+      const outcomes = batchOutcomes(result, ready.length);
+      ready.forEach((p, i) => {
+        const outcome = outcomes[i] as HandlerOutcome;
+        this.observe(outcome, started);
+        settling.push(this.settleSafely(att, p.msg, this.route(att, p, deliveries[i] as Delivery, outcome)));
+      });
+    }
+    try {
+      await Promise.all(settling);
+    } finally {
+      this.handling -= items.length;
+    }
+  }
+
+  private async settleSafely(
+    att: Attachment,
+    msg: ConsumeMessage,
+    settling: Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await settling;
+    } catch (err) {
+      this.couldNotSettle(err, att, msg);
+    }
+  }
+
+  private observe(outcome: HandlerOutcome, started: number): void {
+    const label = outcome === 'ack' ? 'ack' : 'retry' in outcome ? 'retry' : 'fail';
+    this.metrics.handlerSeconds.observe(
+      { queue: this.spec.name, outcome: label },
+      (performance.now() - started) / 1000,
+    );
+  }
+
+  /**
+   * Settles a delivery by its outcome: ack, park in the DLQ, or republish to its retry tier; an
+   * ordered spec's retry instead waits in place (`waitMs`), with the failure recorded in its headers.
+   */
+  private async route(
+    att: Attachment,
+    p: Prepared,
+    delivery: Delivery,
+    outcome: HandlerOutcome,
+  ): Promise<'settled' | { waitMs: number }> {
+    const { queue, msg, headers, attempt } = p;
+    if (outcome === 'ack') {
+      this.ack(att, msg);
+      return 'settled';
+    }
+    if ('fail' in outcome) {
+      const reason = deadLetterReasonOf(outcome.fail);
+      delivery.logger.warn({ err: outcome.fail, reason }, 'permanent failure; parking in the DLQ');
+      await this.deadLetter(att, queue, msg, reason, outcome.fail, attempt, headers);
+      return 'settled';
+    }
+    if (attempt >= this.spec.retry.maxAttempts) {
+      delivery.logger.warn({ err: outcome.retry }, 'attempts exhausted; parking in the DLQ');
+      await this.deadLetter(att, queue, msg, 'max-attempts', outcome.retry, attempt, headers);
+      return 'settled';
+    }
+    const delayMs = retryDelayMs(this.spec.retry, attempt);
+    this.metrics.retried.inc({ queue: this.spec.name });
+    delivery.logger.info({ err: outcome.retry, delayMs }, 'handler failed; retrying');
+    if (!this.spec.ordering) {
+      await this.republish(
+        att,
+        msg,
+        retryExchangeName(delayMs),
+        this.spec.name,
+        failureHeaders(headers, queue, outcome.retry, attempt, this.now()),
+      );
+      return 'settled';
+    }
+    Object.assign(headers, failureHeaders(headers, queue, outcome.retry, attempt, this.now()));
+    return { waitMs: delayMs };
   }
 
   private async runHandler(delivery: Delivery): Promise<HandlerOutcome> {
     try {
-      return await this.handler(delivery);
+      return await (this.handler as Handler)(delivery);
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));
       return e instanceof PermanentError ? { fail: e } : { retry: e };
     }
   }
 
+  /**
+   * Marks the delivery settled; the ack goes out on the next turn, one `multiple` ack for every
+   * delivery settled by then below which nothing is open. A delivery tag is only valid on the
+   * channel it came from; after a reconnect the broker redelivers and the inbox recognises the
+   * duplicate.
+   */
   private ack(att: Attachment, msg: ConsumeMessage): void {
-    // A delivery tag is only valid on the channel it came from; after a reconnect the broker
-    // redelivers and the inbox recognises the duplicate.
     if (att.channel.isClosed) return;
-    att.channel.channel.ack(msg);
+    att.acks.settled(msg.fields.deliveryTag);
+    this.scheduleAckFlush(att);
+  }
+
+  private scheduleAckFlush(att: Attachment): void {
+    if (att.ackFlushScheduled) return;
+    att.ackFlushScheduled = true;
+    setImmediate(() => this.flushAcks(att));
+  }
+
+  private flushAcks(att: Attachment): void {
+    att.ackFlushScheduled = false;
+    if (att.channel.isClosed) return;
+    const frame = att.acks.take();
+    if (!frame) return;
+    // amqplib reads only the delivery tag of the message it acks.
+    att.channel.channel.ack({ fields: { deliveryTag: frame.deliveryTag } } as Message, frame.multiple);
   }
 
   private async deadLetter(
@@ -379,8 +570,41 @@ export async function handleOnce<T>(
   envelope: Pick<Envelope, 'id'>,
   fn: (tx: Tx) => Promise<T>,
 ): Promise<HandleOnceResult<T>> {
-  return store.transaction(async (tx): Promise<HandleOnceResult<T>> => {
-    if (!(await tx.claimInbox(consumerName, envelope.id))) return { duplicate: true };
-    return { duplicate: false, value: await fn(tx) };
+  return handleBatchOnce(store, consumerName, [envelope], async (tx, [fresh]) =>
+    fresh ? { duplicate: false, value: await fn(tx) } : { duplicate: true },
+  );
+}
+
+/**
+ * One store transaction for a batch: claims every envelope id for `consumerName` in the inbox in
+ * one statement, then runs `fn` with `fresh[i]` true for the envelopes this transaction claimed
+ * (false for those handled before, and for repeats of an id earlier in the batch). `fn` skips the
+ * effects of the others; when it throws nothing is claimed. Ack after this resolves.
+ */
+export async function handleBatchOnce<T>(
+  store: Store,
+  consumerName: string,
+  envelopes: readonly Pick<Envelope, 'id'>[],
+  fn: (tx: Tx, fresh: boolean[]) => Promise<T>,
+): Promise<T> {
+  return store.transaction(async (tx) => {
+    const claimed = await tx.claimInboxMany(
+      consumerName,
+      envelopes.map((e) => e.id),
+    );
+    return fn(tx, freshClaims(envelopes, claimed));
+  });
+}
+
+/** Which envelopes of a batch are new: claimed now, and the first of the batch with that id. */
+export function freshClaims(
+  envelopes: readonly Pick<Envelope, 'id'>[],
+  claimed: ReadonlySet<string>,
+): boolean[] {
+  const seen = new Set<string>();
+  return envelopes.map((e) => {
+    if (seen.has(e.id)) return false;
+    seen.add(e.id);
+    return claimed.has(e.id);
   });
 }

@@ -1,7 +1,7 @@
 // The event backbone: one import for the runtime roles.
-export { backoffDelayMs } from '../backoff.js';
 export { BusConnection, type BusConnectionOptions } from './connection.js';
 export {
+  type BatchHandler,
   Consumer,
   type ConsumerOptions,
   type DeadLetterReason,
@@ -9,6 +9,7 @@ export {
   FailureHeader,
   type Handler,
   type HandlerOutcome,
+  handleBatchOnce,
   handleOnce,
 } from './consumer.js';
 export { type DecodedEnvelope, decodeEnvelope, eventTypeOf } from './decode-envelope.js';

@@ -3,6 +3,7 @@
 // configured, consistent-hash partitions with a single active consumer each. `planQueueTopology` is
 // pure; `declareQueueTopology` applies a plan idempotently.
 import type { Channel, ChannelModel } from 'amqplib';
+import { backoffDelayMs } from '../backoff.js';
 import { COMMANDS_EXCHANGE, dlqName, EVENTS_EXCHANGE } from './addressing.js';
 import { asTopologyConflict, isNotFound } from './errors.js';
 
@@ -52,11 +53,15 @@ export const retryExchangeName = (delayMs: number): string => `o2c.retry.${delay
 export const partitionQueueName = (queue: string, index: number): string => `${queue}.p${index}`;
 export const orderingExchangeName = (queue: string): string => `${queue}.ordering`;
 
-/** The wait after failed attempt `attempt` (1-based): initial × multiplier^(attempt-1), capped. */
+/**
+ * The wait after failed attempt `attempt` (1-based): the runtime's backoff at the top of its jitter
+ * range (initial × multiplier^(attempt-1), capped). No jitter: each delay is a declared tier queue.
+ */
 export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
-  const { initialMs, maxMs, multiplier } = policy.backoff;
-  return Math.round(Math.min(maxMs, initialMs * multiplier ** Math.max(0, attempt - 1)));
+  return backoffDelayMs(policy.backoff, attempt, TOP_OF_JITTER);
 }
+
+const TOP_OF_JITTER = (): number => 1;
 
 /** The distinct delays a policy uses, one delay queue each; capped delays collapse into one tier. */
 export function retryTiers(policy: RetryPolicy): number[] {

@@ -9,13 +9,27 @@ import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { classifyStoreError, StoreUnreachableError } from './errors.js';
 import { applyMigrations } from './migrate.js';
 import type { Migration } from './migration.js';
-import { CLAIM_INBOX_SQL, enqueueAll, PENDING_OUTBOX_SQL, toOutboxRow } from './sql-common.js';
+import {
+  CLAIM_INBOX_SQL,
+  claimOrder,
+  headersText,
+  OUTBOX_INSERT_COLUMNS,
+  PENDING_OUTBOX_SQL,
+  toOutboxRow,
+} from './sql-common.js';
 import type { Lease, OutboxMessage, OutboxRow, SqlParam, Store, Tx } from './types.js';
 
 // BIGINT columns hold epoch milliseconds and counters well inside 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 const MIGRATION_LOCK = 7_202_611;
+
+/** One statement for any number of claims: the ids travel as one array parameter. */
+const CLAIM_INBOX_MANY_SQL =
+  'INSERT INTO inbox (consumer, message_id, processed_at) SELECT $1, id, $3 FROM unnest($2::text[]) AS u(id) ORDER BY id ON CONFLICT DO NOTHING RETURNING message_id';
+
+/** One statement for any number of outbox rows, one array per column; `ORDER BY n` keeps write order in `seq`. */
+const ENQUEUE_OUTBOX_SQL = `INSERT INTO outbox (${OUTBOX_INSERT_COLUMNS}) SELECT id, ex, rk, ty, co, ok, h, b, $9 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[]) WITH ORDINALITY AS u(id, ex, rk, ty, co, ok, h, b, n) ORDER BY n`;
 
 class PgTx implements Tx {
   readonly dialect = 'postgres' as const;
@@ -35,8 +49,29 @@ class PgTx implements Tx {
     return (await this.execute(CLAIM_INBOX_SQL, [consumer, messageId, Date.now()])) === 1;
   }
 
-  enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
-    return enqueueAll(this, messages, Date.now());
+  async claimInboxMany(consumer: string, messageIds: readonly string[]): Promise<Set<string>> {
+    if (messageIds.length === 0) return new Set();
+    const res = await this.client.query<{ message_id: string }>(CLAIM_INBOX_MANY_SQL, [
+      consumer,
+      claimOrder(messageIds),
+      Date.now(),
+    ]);
+    return new Set(res.rows.map((r) => r.message_id));
+  }
+
+  async enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await this.client.query(ENQUEUE_OUTBOX_SQL, [
+      messages.map((m) => m.id),
+      messages.map((m) => m.exchange),
+      messages.map((m) => m.routingKey),
+      messages.map((m) => m.type),
+      messages.map((m) => m.correlationId),
+      messages.map((m) => m.orderingKey),
+      messages.map(headersText),
+      messages.map((m) => m.body),
+      Date.now(),
+    ]);
   }
 }
 

@@ -1,19 +1,5 @@
 // SQL shared by both dialects: the statements are portable, only placeholders and types differ.
-import type { OutboxMessage, OutboxRow, SqlParam, Tx } from './types.js';
-
-export function outboxParams(m: OutboxMessage, now: number): SqlParam[] {
-  return [
-    m.id,
-    m.exchange,
-    m.routingKey,
-    m.type,
-    m.correlationId,
-    m.orderingKey,
-    m.headers ? JSON.stringify(m.headers) : null,
-    m.body,
-    now,
-  ];
-}
+import type { OutboxMessage, OutboxRow } from './types.js';
 
 export const PENDING_OUTBOX_SQL =
   'SELECT seq, id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1';
@@ -37,21 +23,18 @@ export function toOutboxRow(r: Record<string, unknown>): OutboxRow {
 export const CLAIM_INBOX_SQL =
   'INSERT INTO inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING';
 
-const OUTBOX_COLUMNS = 9;
-/** Rows per INSERT: well under both drivers' limits on bound parameters. */
-const OUTBOX_ROWS_PER_STATEMENT = 100;
+/**
+ * The ids to claim in one statement: each once, sorted, so two transactions claiming overlapping
+ * batches take the inbox row locks in the same order and cannot deadlock.
+ */
+export function claimOrder(messageIds: readonly string[]): string[] {
+  return [...new Set(messageIds)].sort();
+}
 
-/** Appends messages in write order with as few round trips as possible (multi-row INSERTs). */
-export async function enqueueAll(tx: Tx, messages: OutboxMessage[], now: number): Promise<void> {
-  for (let start = 0; start < messages.length; start += OUTBOX_ROWS_PER_STATEMENT) {
-    const chunk = messages.slice(start, start + OUTBOX_ROWS_PER_STATEMENT);
-    const rows = chunk.map(
-      (_, r) =>
-        `(${Array.from({ length: OUTBOX_COLUMNS }, (_, c) => `$${r * OUTBOX_COLUMNS + c + 1}`).join(', ')})`,
-    );
-    await tx.execute(
-      `INSERT INTO outbox (id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at) VALUES ${rows.join(', ')}`,
-      chunk.flatMap((m) => outboxParams(m, now)),
-    );
-  }
+/** The outbox columns in insert order; `created_at` is one value for the whole statement. */
+export const OUTBOX_INSERT_COLUMNS =
+  'id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at';
+
+export function headersText(m: OutboxMessage): string | null {
+  return m.headers ? JSON.stringify(m.headers) : null;
 }

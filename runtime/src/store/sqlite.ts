@@ -4,7 +4,14 @@
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { applyMigrations } from './migrate.js';
 import type { Migration } from './migration.js';
-import { CLAIM_INBOX_SQL, enqueueAll, PENDING_OUTBOX_SQL, toOutboxRow } from './sql-common.js';
+import {
+  CLAIM_INBOX_SQL,
+  claimOrder,
+  headersText,
+  OUTBOX_INSERT_COLUMNS,
+  PENDING_OUTBOX_SQL,
+  toOutboxRow,
+} from './sql-common.js';
 import type { Lease, OutboxMessage, OutboxRow, SqlParam, Store, Tx } from './types.js';
 
 /** `$1` placeholders become SQLite's numbered `?1`; booleans become 0/1. */
@@ -15,6 +22,13 @@ export function toSqlite(sql: string): string {
 function bind(params: SqlParam[]): SQLInputValue[] {
   return params.map((p) => (typeof p === 'boolean' ? (p ? 1 : 0) : p));
 }
+
+/** One statement for any number of claims: the ids travel as one JSON array. */
+const CLAIM_INBOX_MANY_SQL =
+  'INSERT INTO inbox (consumer, message_id, processed_at) SELECT ?1, value, ?3 FROM json_each(?2) ORDER BY key ON CONFLICT DO NOTHING RETURNING message_id';
+
+/** One statement for any number of outbox rows, as a JSON array of rows (bodies hex-encoded), in write order. */
+const ENQUEUE_OUTBOX_SQL = `INSERT INTO outbox (${OUTBOX_INSERT_COLUMNS}) SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, unhex(value->>7), ?2 FROM json_each(?1) ORDER BY key`;
 
 class SqliteTx implements Tx {
   readonly dialect = 'sqlite' as const;
@@ -32,8 +46,27 @@ class SqliteTx implements Tx {
     return (await this.execute(CLAIM_INBOX_SQL, [consumer, messageId, Date.now()])) === 1;
   }
 
-  enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
-    return enqueueAll(this, messages, Date.now());
+  async claimInboxMany(consumer: string, messageIds: readonly string[]): Promise<Set<string>> {
+    if (messageIds.length === 0) return new Set();
+    const rows = this.db
+      .prepare(CLAIM_INBOX_MANY_SQL)
+      .all(consumer, JSON.stringify(claimOrder(messageIds)), Date.now()) as { message_id: string }[];
+    return new Set(rows.map((r) => r.message_id));
+  }
+
+  async enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    const rows = messages.map((m) => [
+      m.id,
+      m.exchange,
+      m.routingKey,
+      m.type,
+      m.correlationId,
+      m.orderingKey,
+      headersText(m),
+      Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength).toString('hex'),
+    ]);
+    this.db.prepare(ENQUEUE_OUTBOX_SQL).run(JSON.stringify(rows), Date.now());
   }
 }
 
@@ -92,10 +125,12 @@ export class SqliteStore implements Store {
 
   async markOutboxSent(seqs: number[]): Promise<void> {
     if (seqs.length === 0) return;
-    await this.transaction(async (tx) => {
-      const now = Date.now();
-      for (const seq of seqs) await tx.execute('UPDATE outbox SET sent_at = $1 WHERE seq = $2', [now, seq]);
-    });
+    await this.transaction((tx) =>
+      tx.execute('UPDATE outbox SET sent_at = $1 WHERE seq IN (SELECT value FROM json_each($2))', [
+        Date.now(),
+        JSON.stringify(seqs),
+      ]),
+    );
   }
 
   async tryAcquireLease(name: string): Promise<Lease | undefined> {

@@ -15,7 +15,15 @@ export interface Tx {
   execute(sql: string, params?: SqlParam[]): Promise<number>;
   /** Records that `consumer` handled message `messageId`; false when it already had (a duplicate). */
   claimInbox(consumer: string, messageId: string): Promise<boolean>;
-  /** Appends messages to the outbox; the relay publishes them after this transaction commits. */
+  /**
+   * Claims many messages for `consumer` in one statement; resolves with the ids this call newly
+   * claimed (an id already claimed, by an earlier transaction or twice in `messageIds`, counts once).
+   */
+  claimInboxMany(consumer: string, messageIds: readonly string[]): Promise<Set<string>>;
+  /**
+   * Appends messages to the outbox in one statement, in write order; the relay publishes them after
+   * this transaction commits.
+   */
   enqueueOutbox(messages: OutboxMessage[]): Promise<void>;
   readonly dialect: Dialect;
 }
