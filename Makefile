@@ -64,7 +64,11 @@ dev: deps ## o2c dev -f examples/distributor/ (order API on 127.0.0.1:8080)
 run-operator: deps envtest ## run the operator against the local API server (or KUBECONFIG)
 	tsx operator/src/dev.ts
 
-bench: bench-api bench-bus bench-operator bench-connectors bench-workflow bench-image ## all benchmarks
+bench: bench-api bench-bus bench-operator bench-connectors bench-workflow bench-image ## all benchmarks, then one table: figures, aims, peer, machine
+	tsx bench/summary.ts
+
+bench-summary: ## the table of bench/results/*.json: each figure, its aim, the peer, the machine
+	tsx bench/summary.ts
 
 bench-api: deps services ## SubmitOrder throughput and latency -> bench/results/api.json
 	tsx bench/api.ts
@@ -78,7 +82,10 @@ bench-operator: deps envtest ## 1,000 Pipelines through the operator -> bench/re
 bench-connectors: deps services tryton ## connector driver figures -> bench/results/connectors.json
 	tsx bench/connectors.ts
 
-bench-workflow: deps services ## completed O2C orders/s -> bench/results/workflow.json
+bench-peer: deps ## install the Temporal peer (CLI dev server from its Go module, TypeScript SDK) under bench/peer; O2C_BENCH_PEER=0 skips it
+	@if [ "$${O2C_BENCH_PEER:-1}" != 0 ]; then bash bench/peer/temporal/install.sh && tsc -p bench/peer/temporal/tsconfig.json --noEmit; fi
+
+bench-workflow: deps services bench-peer ## completed O2C orders/s, 1 and 2 replicas, and the Temporal peer -> bench/results/workflow.json
 	tsx bench/workflow.ts
 
 bench-image: deps services envtest image ## image size, docker start -> /readyz per role -> bench/results/image.json
@@ -112,4 +119,4 @@ e2e-local: deps helm image ## the e2e scenario on make cluster's node here (brin
 e2e: deps ## the same e2e scenario on kind (skips, saying why, where kind's node image cannot be pulled)
 	bash test/e2e/run.sh
 
-.PHONY: cluster cluster-down e2e-local build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow e2e argocd-cm argocd-fixtures
+.PHONY: cluster cluster-down e2e-local build docker help deps generate manifests check-generated lint services envtest helm chart-test tryton test-unit test-integration test demo dev run-operator bench bench-api bench-bus bench-operator bench-connectors bench-workflow bench-peer bench-summary bench-image e2e argocd-cm argocd-fixtures

@@ -1,28 +1,54 @@
 // make bench-workflow: completed O2C orders/s through every step of examples/distributor/ (validate,
-// price, tax, credit, allocate, ERP order, release, await dispatch, invoice, await payment), with
-// the simulator connectors in their own process, on PostgreSQL and RabbitMQ. Prints and writes
-// bench/results/workflow.json: orders/s and the p50/p99 order cycle time (submitted -> paid).
-import { spawn } from 'node:child_process';
+// price, tax, credit, allocate, ERP order, release, await dispatch, invoice, await payment), with the
+// simulator connectors in their own process, on PostgreSQL and RabbitMQ; once with 1 and once with 2
+// workflow replicas (each its own process, one database, one Workflow, submits spread over their
+// APIs); then the Temporal peer (bench/peer/temporal) on the same ten-step saga, in the same run.
+// Every run counts from real state (the workflow's database and the simulated ERP): orders accepted,
+// completed (PAID), lost, duplicated, and ERP sales orders per order. Prints the figures and writes
+// bench/results/workflow.json; exits 1 when an order was lost or duplicated or its ERP sales order is
+// missing or doubled.
+//   O2C_BENCH_ORDERS (1000)  O2C_BENCH_CONCURRENCY (64)  O2C_BENCH_REPLICAS ("1,2")
+//   O2C_BENCH_DEADLINE_S (180: an accepted order not PAID by then is lost)
+//   O2C_BENCH_PEER (1; 0 skips the Temporal peer)
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
-import { createClient } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import amqp from 'amqplib';
 import pg from 'pg';
 import type { QueueSpec } from '../runtime/src/bus/topology.js';
 import { OrderState } from '../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { deleteQueues, stackFromManifests } from '../runtime/src/local/stack.js';
 import { loadManifests } from '../runtime/src/manifests.js';
-import { createLogger } from '../runtime/src/observability/logger.js';
-import { createRegistry } from '../runtime/src/observability/metrics.js';
-import { startWorkflowRole } from '../runtime/src/roles/workflow.js';
+import type { SimulatorCounts } from './connectors-process.js';
+import type { ReplicaReady } from './workflow-replica.js';
 
 const BROKER = process.env.O2C_BROKER_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const PG_ADMIN = process.env.O2C_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const ORDERS = Number(process.env.O2C_BENCH_ORDERS ?? 1000);
 const CONCURRENCY = Number(process.env.O2C_BENCH_CONCURRENCY ?? 64);
-const namespace = `bench-wf-${Date.now().toString(36)}`;
+const REPLICAS = (process.env.O2C_BENCH_REPLICAS ?? '1,2').split(',').map(Number);
+const DEADLINE_MS = Number(process.env.O2C_BENCH_DEADLINE_S ?? 180) * 1000;
+const PEER = process.env.O2C_BENCH_PEER !== '0';
+/** Every RESUBMIT_EVERY-th order is submitted a second time with its key, as a client retrying would. */
+const RESUBMIT_EVERY = 10;
+/** The step whose success completes an order (PAID). */
+const LAST_STEP = 'await-payment';
+const AIM = { completedOrdersPerSecond: 500 };
+
+const parsed = stackFromManifests(loadManifests(['examples/distributor/']));
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+function databaseUrl(name: string): string {
+  const url = new URL(PG_ADMIN);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
 
 async function freshPg(name: string): Promise<string> {
   const admin = new pg.Client({ connectionString: PG_ADMIN });
@@ -30,115 +56,469 @@ async function freshPg(name: string): Promise<string> {
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${name}`;
-  return url.toString();
+  return databaseUrl(name);
 }
 
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+async function machine() {
+  const admin = new pg.Client({ connectionString: PG_ADMIN });
+  await admin.connect();
+  const { rows } = await admin.query<{ server_version: string }>('SHOW server_version');
+  await admin.end();
+  const conn = await amqp.connect(BROKER);
+  const props = (conn as unknown as { connection: { serverProperties?: { version?: string } } }).connection
+    .serverProperties;
+  await conn.close();
+  return {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown cpu',
+    memoryGiB: round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: rows[0]?.server_version ?? 'unknown',
+    rabbitmq: props?.version ?? 'unknown',
+    note: 'broker, database, connectors, workflow replicas, the Temporal peer and the client on the same host',
+  };
+}
 
-const connectors = spawn(process.execPath, ['--import', 'tsx', 'bench/connectors-process.ts'], {
-  env: { ...process.env, O2C_NAMESPACE: namespace },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-await new Promise<void>((resolve, reject) => {
-  createInterface({ input: connectors.stdout! }).on('line', (l) => l === 'ready' && resolve());
-  connectors.once('exit', (code) => reject(new Error(`connector process exited with ${code}`)));
-});
-
-const parsed = stackFromManifests(loadManifests(['examples/distributor/']));
-const role = await startWorkflowRole({
-  storeUrl: await freshPg('o2c_bench_workflow'),
-  brokerUrl: BROKER,
-  host: '127.0.0.1',
-  apiPort: 0,
-  source: `o2c/${namespace}/workflow/distributor`,
-  workflowGeneration: 1,
-  workflow: { namespace, name: 'distributor', spec: parsed.spec, timerPollMs: 500 },
-  logger: createLogger('bench', 'warn'),
-  registry: createRegistry(false),
-});
-const client = createClient(
-  OrderService,
-  createGrpcTransport({ baseUrl: `http://127.0.0.1:${role.api.port}` }),
-);
-
-const submittedAt = new Map<string, number>();
-const cycle: number[] = [];
-let paid = 0;
-const allPaid = new Promise<void>((resolve) => {
-  role.orders.onAnyChange(({ order }) => {
-    if (order.state !== OrderState.PAID) return;
-    const t0 = submittedAt.get(order.id);
-    if (t0 === undefined) return;
-    submittedAt.delete(order.id);
-    cycle.push(performance.now() - t0);
-    if (++paid === ORDERS) resolve();
+/** A child process on tsx; resolves with the first IPC message of the given type. */
+function child(script: string, env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
-});
+}
 
-const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}`;
-console.log(
-  `bench-workflow: ${ORDERS} orders through 10 steps, submit concurrency ${CONCURRENCY}, on ${machine}`,
-);
-const started = performance.now();
-let next = 0;
-await Promise.all(
-  Array.from({ length: CONCURRENCY }, async () => {
-    while (next < ORDERS) {
-      const i = next++;
+function message<T extends { type: string }>(p: ChildProcess, type: T['type']): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (m: T) => {
+      if (m?.type !== type) return;
+      p.off('message', onMessage);
+      p.off('exit', onExit);
+      resolve(m);
+    };
+    const onExit = (code: number | null) => reject(new Error(`child process exited with ${code}`));
+    p.on('message', onMessage);
+    p.once('exit', onExit);
+  });
+}
+
+async function stopChild(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  await exited;
+}
+
+interface SubmitFigures {
+  acceptsPerSecond: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+  calls: number;
+  resubmits: number;
+  unavailableAnswers: number;
+  errors: number;
+  firstError?: string;
+}
+
+interface Counts {
+  /** Orders the API accepted (answered with an order id), one per idempotency key. */
+  accepted: number;
+  /** Order rows in the workflow's database. */
+  stored: number;
+  /** Accepted and PAID within the deadline. */
+  completed: number;
+  /** Accepted and not PAID within the deadline (an accepted id missing from the database included). */
+  lost: number;
+  duplicated: {
+    /** Idempotency keys with more than one order row. */
+    keysWithTwoOrders: number;
+    /** A resubmit answered with another order id than the first submit of its key. */
+    resubmitsAnsweredAnotherOrder: number;
+    /** Orders whose last step succeeded more than once. */
+    completedTwice: number;
+  };
+  erpSalesOrders: {
+    /** Accepted orders with exactly one sales order in the simulated ERP. */
+    exactlyOne: number;
+    zero: number;
+    moreThanOne: number;
+    /** Sales orders in the ERP for no accepted order. */
+    forNoAcceptedOrder: number;
+    createSalesOrderCalls: number;
+  };
+}
+
+interface OurRun {
+  replicas: number;
+  submit: SubmitFigures;
+  /** Completed orders / seconds from the first submit to the last order PAID. */
+  completedOrdersPerSecond: number;
+  seconds: number;
+  cycleTimeP50Ms: number;
+  cycleTimeP99Ms: number;
+  counts: Counts;
+}
+
+/** Submits ORDERS orders over the clients, round robin by order, CONCURRENCY at once. */
+async function submitAll(clients: ReturnType<typeof createClient<typeof OrderService>>[], namespace: string) {
+  const accepted = new Map<string, string>();
+  const latencies: number[] = [];
+  let resubmits = 0;
+  let unavailableAnswers = 0;
+  let errors = 0;
+  let resubmitsAnsweredAnotherOrder = 0;
+  let firstError: string | undefined;
+  // An Unavailable answer (the API's back-pressure, or a store that is away) is retried with the same
+  // key after a growing pause, as a client at month-end would; any other error counts and moves on.
+  const submit = async (i: number, via: number) => {
+    const client = clients[via % clients.length]!;
+    const request = {
+      idempotencyKey: `${namespace}-${i}`,
+      order: {
+        customerId: 'ACME',
+        currencyCode: 'USD',
+        lines: [
+          { sku: 'WIDGET-1', quantity: 1 + (i % 7) },
+          { sku: 'GADGET-7', quantity: 1 },
+        ],
+      },
+    };
+    for (let attempt = 1; ; attempt++) {
       const t0 = performance.now();
-      const { order } = await client.submitOrder({
-        idempotencyKey: `${namespace}-${i}`,
-        order: {
-          customerId: 'ACME',
-          currencyCode: 'USD',
-          lines: [
-            { sku: 'WIDGET-1', quantity: 1 + (i % 7) },
-            { sku: 'GADGET-7', quantity: 1 },
-          ],
-        },
-      });
-      submittedAt.set(order!.id, t0);
+      try {
+        const { order } = await client.submitOrder(request);
+        latencies.push(performance.now() - t0);
+        return order!.id;
+      } catch (err) {
+        latencies.push(performance.now() - t0);
+        if (err instanceof ConnectError && err.code === Code.Unavailable && attempt < 30) {
+          unavailableAnswers++;
+          await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+          continue;
+        }
+        errors++;
+        firstError ??= (err as Error).message;
+        return undefined;
+      }
     }
-  }),
+  };
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < ORDERS) {
+        const i = next++;
+        const id = await submit(i, i);
+        if (id === undefined) continue;
+        accepted.set(`${namespace}-${i}`, id);
+        if (i % RESUBMIT_EVERY === 0) {
+          resubmits++;
+          // Through the next replica's API, as a retry behind a Service may land.
+          const again = await submit(i, i + 1);
+          if (again !== undefined && again !== id) resubmitsAnsweredAnotherOrder++;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const figures: SubmitFigures = {
+    acceptsPerSecond: Math.round(accepted.size / seconds),
+    seconds: round(seconds, 2),
+    p50Ms: round(percentile(latencies, 50), 2),
+    p99Ms: round(percentile(latencies, 99), 2),
+    calls: latencies.length,
+    resubmits,
+    unavailableAnswers,
+    errors,
+    ...(firstError ? { firstError } : {}),
+  };
+  return { accepted, figures, resubmitsAnsweredAnotherOrder };
+}
+
+async function runOurs(replicas: number): Promise<OurRun> {
+  const namespace = `bench-wf-${replicas}r-${Date.now().toString(36)}`;
+  const storeUrl = await freshPg(`o2c_bench_workflow_${replicas}r`);
+  const connectors = child('bench/connectors-process.ts', { O2C_NAMESPACE: namespace });
+  const processes: ChildProcess[] = [connectors];
+  const queues: QueueSpec[] = [];
+  const db = new pg.Client({ connectionString: storeUrl });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: connectors.stdout! }).on('line', (l) => l === 'ready' && resolve());
+      connectors.once('exit', (code) => reject(new Error(`connector process exited with ${code}`)));
+    });
+    // One after the other: the first migrates the database, the others find it migrated.
+    const ports: number[] = [];
+    for (let r = 0; r < replicas; r++) {
+      const p = child('bench/workflow-replica.ts', {
+        O2C_NAMESPACE: namespace,
+        O2C_BENCH_STORE_URL: storeUrl,
+      });
+      processes.push(p);
+      const ready = await message<ReplicaReady>(p, 'ready');
+      ports.push(ready.port);
+      if (r === 0) queues.push(...ready.queues);
+    }
+    const clients = ports.map((port) =>
+      createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })),
+    );
+    await db.connect();
+    console.log(`  ${replicas} replica(s): submitting ${ORDERS} orders over ${ports.length} API(s)...`);
+
+    const startedWall = Date.now();
+    const startedAt = performance.now();
+    const { accepted, figures, resubmitsAnsweredAnotherOrder } = await submitAll(clients, namespace);
+    const deadline = startedAt + DEADLINE_MS;
+    let paid = 0;
+    while (performance.now() < deadline) {
+      const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM orders WHERE state = $1', [
+        OrderState.PAID,
+      ]);
+      paid = Number(rows[0]!.n);
+      if (paid >= accepted.size) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // ---- counts from real state: the workflow's database and the simulated ERP -----------------
+    const orders = await db.query<{
+      id: string;
+      key: string;
+      state: number;
+      created: string;
+      updated: string;
+    }>('SELECT id, idempotency_key AS key, state, created_at AS created, updated_at AS updated FROM orders');
+    const byId = new Map(orders.rows.map((o) => [o.id, o]));
+    const keysWithTwoOrders = Number(
+      (
+        await db.query<{ n: string }>(
+          'SELECT count(*) AS n FROM (SELECT idempotency_key FROM orders GROUP BY 1 HAVING count(*) > 1) k',
+        )
+      ).rows[0]!.n,
+    );
+    const completedTwice = Number(
+      (
+        await db.query<{ n: string }>(
+          `SELECT count(*) AS n FROM (SELECT order_id FROM step_executions WHERE step = $1 AND outcome = 'succeeded'
+             GROUP BY 1 HAVING count(*) > 1) t`,
+          [LAST_STEP],
+        )
+      ).rows[0]!.n,
+    );
+    connectors.send({ type: 'counts' });
+    const sim = await message<SimulatorCounts>(connectors, 'counts');
+
+    const acceptedIds = new Set(accepted.values());
+    const cycle: number[] = [];
+    let completed = 0;
+    let lastPaidWall = startedWall;
+    for (const id of acceptedIds) {
+      const o = byId.get(id);
+      if (o?.state !== OrderState.PAID) continue;
+      completed++;
+      cycle.push(Number(o.updated) - Number(o.created));
+      lastPaidWall = Math.max(lastPaidWall, Number(o.updated));
+    }
+    cycle.sort((a, b) => a - b);
+    let exactlyOne = 0;
+    let zero = 0;
+    let moreThanOne = 0;
+    for (const id of acceptedIds) {
+      const n = sim.salesOrdersCreated[id] ?? 0;
+      if (n === 1) exactlyOne++;
+      else if (n === 0) zero++;
+      else moreThanOne++;
+    }
+    const seconds = Math.max(0.001, (lastPaidWall - startedWall) / 1000);
+    return {
+      replicas,
+      submit: figures,
+      completedOrdersPerSecond: round(completed / seconds),
+      seconds: round(seconds, 2),
+      cycleTimeP50Ms: Math.round(percentile(cycle, 50)),
+      cycleTimeP99Ms: Math.round(percentile(cycle, 99)),
+      counts: {
+        accepted: acceptedIds.size,
+        stored: orders.rows.length,
+        completed,
+        lost: acceptedIds.size - completed,
+        duplicated: { keysWithTwoOrders, resubmitsAnsweredAnotherOrder, completedTwice },
+        erpSalesOrders: {
+          exactlyOne,
+          zero,
+          moreThanOne,
+          forNoAcceptedOrder: Object.keys(sim.salesOrdersCreated).filter((id) => !acceptedIds.has(id)).length,
+          createSalesOrderCalls: sim.createSalesOrderCalls,
+        },
+      },
+    };
+  } finally {
+    await db.end().catch(() => undefined);
+    for (const p of processes.slice(1)) await stopChild(p);
+    await stopChild(connectors);
+    const retry = { maxAttempts: 8, backoff: { initialMs: 1000, maxMs: 300_000, multiplier: 2 } };
+    for (const c of parsed.connectors)
+      queues.push({ name: `o2c.${namespace}.connector.${c.name}.commands`, bindings: [], retry });
+    await deleteQueues(BROKER, queues).catch((err) => console.error(`deleting queues: ${err.message}`));
+  }
+}
+
+interface PeerRun {
+  engine: string;
+  server: string;
+  sdk: string;
+  store: string;
+  orders: number;
+  completed: number;
+  seconds: number;
+  completedOrdersPerSecond: number;
+}
+
+/** The Temporal peer on one store, in a process of its own; its figures or why it could not run. */
+async function runPeer(
+  bin: string,
+  store: 'sqlite' | 'memory',
+): Promise<PeerRun | { store: string; error: string }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', 'bench/peer/temporal/bench.ts'], {
+    env: {
+      ...process.env,
+      O2C_PEER_TEMPORAL_BIN: bin,
+      O2C_PEER_STORE: store,
+      O2C_BENCH_ORDERS: String(ORDERS),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  p.stderr!.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  const code = await new Promise<number | null>((r) => p.once('exit', r));
+  const last = out.trim().split('\n').at(-1) ?? '';
+  if (code === 0 && last.startsWith('{')) return JSON.parse(last) as PeerRun;
+  return { store, error: `exit ${code}: ${(err.trim() || out.trim()).split('\n').slice(-5).join(' | ')}` };
+}
+
+function peerBinary(): string {
+  return execFileSync('bash', ['bench/peer/temporal/install.sh'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+}
+
+// ---- the run ------------------------------------------------------------------------------------
+const host = await machine();
+console.log(
+  `bench-workflow: ${ORDERS} orders through ${parsed.spec.steps.length} steps, submit concurrency ${CONCURRENCY}, replicas ${REPLICAS.join(' and ')}; ${host.cores} cores (${host.cpu}), Node ${host.node}, PostgreSQL ${host.postgres}, RabbitMQ ${host.rabbitmq}; load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
 );
-const submitSeconds = (performance.now() - started) / 1000;
-const timeout = setTimeout(() => {
-  console.error(`only ${paid} of ${ORDERS} orders paid after 10 minutes`);
-  process.exit(1);
-}, 600_000);
-await allPaid;
-clearTimeout(timeout);
-const seconds = (performance.now() - started) / 1000;
-cycle.sort((a, b) => a - b);
+const runs: OurRun[] = [];
+for (const replicas of REPLICAS) {
+  const run = await runOurs(replicas);
+  runs.push(run);
+  const c = run.counts;
+  console.log(
+    `  ${replicas} replica(s): ${run.completedOrdersPerSecond} completed orders/s (${c.completed} in ${run.seconds} s), cycle p50 ${run.cycleTimeP50Ms} ms p99 ${run.cycleTimeP99Ms} ms; submit ${run.submit.acceptsPerSecond} accepts/s, p50 ${run.submit.p50Ms} ms p99 ${run.submit.p99Ms} ms (${run.submit.calls} calls, ${run.submit.resubmits} resubmits, ${run.submit.unavailableAnswers} Unavailable, ${run.submit.errors} errors${run.submit.firstError ? `: ${run.submit.firstError}` : ''})`,
+  );
+  console.log(
+    `    accepted ${c.accepted} (stored ${c.stored}), completed ${c.completed}, lost ${c.lost}, duplicated: ${c.duplicated.keysWithTwoOrders} keys with two orders, ${c.duplicated.resubmitsAnsweredAnotherOrder} resubmits answered another order, ${c.duplicated.completedTwice} completed twice; ERP sales orders per order: exactly one ${c.erpSalesOrders.exactlyOne}, zero ${c.erpSalesOrders.zero}, more than one ${c.erpSalesOrders.moreThanOne}, for no accepted order ${c.erpSalesOrders.forNoAcceptedOrder} (${c.erpSalesOrders.createSalesOrderCalls} CreateSalesOrder calls)`,
+  );
+}
+
+const one = runs.find((r) => r.replicas === 1) ?? runs[0]!;
+const two = runs.find((r) => r.replicas === 2);
+const factor = (a: number, b: number) => (a > 0 ? round(b / a, 2) : 0);
+const scaling = two
+  ? {
+      completedOrdersPerSecond: {
+        one: one.completedOrdersPerSecond,
+        two: two.completedOrdersPerSecond,
+        factor: factor(one.completedOrdersPerSecond, two.completedOrdersPerSecond),
+      },
+      submitAcceptsPerSecond: {
+        one: one.submit.acceptsPerSecond,
+        two: two.submit.acceptsPerSecond,
+        factor: factor(one.submit.acceptsPerSecond, two.submit.acceptsPerSecond),
+      },
+      submitP99Ms: { one: one.submit.p99Ms, two: two.submit.p99Ms },
+    }
+  : undefined;
+if (scaling)
+  console.log(
+    `  1 -> 2 replicas: completed ${scaling.completedOrdersPerSecond.one} -> ${scaling.completedOrdersPerSecond.two} orders/s (x${scaling.completedOrdersPerSecond.factor}); submit ${scaling.submitAcceptsPerSecond.one} -> ${scaling.submitAcceptsPerSecond.two} accepts/s (x${scaling.submitAcceptsPerSecond.factor}), p99 ${scaling.submitP99Ms.one} -> ${scaling.submitP99Ms.two} ms`,
+  );
+
+let peer: Record<string, unknown> | undefined;
+if (PEER) {
+  console.log(`  Temporal peer: the same ten-step saga, a burst of ${ORDERS}...`);
+  let bin: string | undefined;
+  let installError: string | undefined;
+  try {
+    bin = peerBinary();
+  } catch (err) {
+    installError = `bench/peer/temporal/install.sh failed: ${(err as Error).message}`;
+  }
+  const temporal: Record<string, PeerRun | { store: string; error: string }> = {};
+  for (const store of ['sqlite', 'memory'] as const) {
+    const r = bin ? await runPeer(bin, store) : { store, error: installError! };
+    temporal[store] = r;
+    if ('error' in r) console.log(`    Temporal ${store}: could not run: ${r.error}`);
+    else
+      console.log(
+        `    Temporal ${r.store} (${r.server}, ${r.sdk}): ${r.completedOrdersPerSecond} completed orders/s (${r.completed} in ${r.seconds} s); ours/Temporal ${round(one.completedOrdersPerSecond / r.completedOrdersPerSecond, 2)}`,
+      );
+  }
+  const ratio = Object.fromEntries(
+    Object.entries(temporal).flatMap(([k, r]) =>
+      'error' in r ? [] : [[k, round(one.completedOrdersPerSecond / r.completedOrdersPerSecond, 2)]],
+    ),
+  );
+  peer = { temporal, oursOverTemporal: ratio };
+}
+
+const broken = runs.filter(
+  (r) =>
+    r.counts.lost > 0 ||
+    r.counts.duplicated.keysWithTwoOrders > 0 ||
+    r.counts.duplicated.resubmitsAnsweredAnotherOrder > 0 ||
+    r.counts.duplicated.completedTwice > 0 ||
+    r.counts.erpSalesOrders.zero > 0 ||
+    r.counts.erpSalesOrders.moreThanOne > 0 ||
+    r.counts.erpSalesOrders.forNoAcceptedOrder > 0,
+);
 const result = {
   benchmark: 'workflow',
-  machine,
   date: new Date().toISOString(),
+  machine: { ...host, loadAverageAtEnd: loadavg().map((l) => round(l, 2)) },
   orders: ORDERS,
   steps: parsed.spec.steps.length,
   submitConcurrency: CONCURRENCY,
   store: 'postgres',
-  submitOrdersPerSecond: Math.round(ORDERS / submitSeconds),
-  completedOrdersPerSecond: Math.round((ORDERS / seconds) * 10) / 10,
-  cycleTimeP50Ms: Math.round(percentile(cycle, 50)),
-  cycleTimeP99Ms: Math.round(percentile(cycle, 99)),
+  deadlineSeconds: DEADLINE_MS / 1000,
+  // The single-replica figures, as before runs were per replica count.
+  submitOrdersPerSecond: one.submit.acceptsPerSecond,
+  completedOrdersPerSecond: one.completedOrdersPerSecond,
+  cycleTimeP50Ms: one.cycleTimeP50Ms,
+  cycleTimeP99Ms: one.cycleTimeP99Ms,
+  guaranteesHeld: broken.length === 0,
+  runs,
+  ...(scaling ? { scaling } : {}),
+  ...(peer ? { peer } : {}),
+  aim: AIM,
 };
-console.log(
-  `completed ${ORDERS} orders in ${seconds.toFixed(1)} s: ${result.completedOrdersPerSecond} orders/s; cycle time p50 ${result.cycleTimeP50Ms} ms, p99 ${result.cycleTimeP99Ms} ms`,
-);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/workflow.json', `${JSON.stringify(result, null, 2)}\n`);
-console.log('wrote bench/results/workflow.json');
-
-const specs: QueueSpec[] = [...(role.engine?.queueSpecs() ?? [])];
-await role.stop();
-connectors.kill('SIGTERM');
-await new Promise((r) => connectors.once('exit', r));
-const retry = { maxAttempts: 8, backoff: { initialMs: 1000, maxMs: 300_000, multiplier: 2 } };
-for (const c of parsed.connectors)
-  specs.push({ name: `o2c.${namespace}.connector.${c.name}.commands`, bindings: [], retry });
-await deleteQueues(BROKER, specs);
+console.log(
+  `completed ${one.completedOrdersPerSecond} orders/s (aim >= ${AIM.completedOrdersPerSecond}); wrote bench/results/workflow.json`,
+);
+if (broken.length) {
+  console.error(
+    `guarantees broken with ${broken.map((r) => r.replicas).join(' and ')} replica(s): see the counts above`,
+  );
+  process.exit(1);
+}
 process.exit(0);
