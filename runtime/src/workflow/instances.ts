@@ -1,8 +1,7 @@
 // Rows of workflow_instances, step_executions and exceptions, read and written inside the caller's
 // transaction.
 import type { ErrorClass } from '../gen/o2c/v1/common_pb.js';
-import { newUlid } from '../orders/ids.js';
-import type { Tx } from '../store/types.js';
+import type { SqlParam, Tx } from '../store/types.js';
 import type { StepContext } from './steps.js';
 
 export type InstanceStatus =
@@ -54,18 +53,70 @@ function toInstance(r: Record<string, unknown>): Instance {
   };
 }
 
-/** Reads an instance and, on PostgreSQL, locks it until the transaction ends. */
-export async function lockInstance(tx: Tx, orderId: string): Promise<Instance | undefined> {
-  const lock = tx.dialect === 'postgres' ? ' FOR UPDATE' : '';
-  const rows = await tx.query(`SELECT * FROM workflow_instances WHERE order_id = $1${lock}`, [orderId]);
-  return rows[0] ? toInstance(rows[0]) : undefined;
+const INSTANCE_COLUMNS =
+  'order_id, workflow, generation, status, step_index, step, attempt, command_id, timer_at, context, started_at, updated_at';
+
+/** `($1, $2, ...), ($n, ...)`: the placeholders of a multi-row VALUES list. */
+function valuesList(rows: number, columns: number): string {
+  return Array.from(
+    { length: rows },
+    (_, r) => `(${Array.from({ length: columns }, (_, c) => `$${r * columns + c + 1}`).join(', ')})`,
+  ).join(', ');
 }
 
-export async function insertInstance(tx: Tx, inst: Instance): Promise<boolean> {
-  const n = await tx.execute(
-    `INSERT INTO workflow_instances (order_id, workflow, generation, status, step_index, step, attempt, command_id, timer_at, context, started_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (order_id) DO NOTHING`,
-    [
+/** Rows per multi-row statement: well under both drivers' parameter limits. */
+const ROWS_PER_STATEMENT = 200;
+
+async function insertRows(
+  tx: Tx,
+  head: string,
+  columns: number,
+  rows: SqlParam[][],
+  tail = '',
+): Promise<void> {
+  for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+    const chunk = rows.slice(start, start + ROWS_PER_STATEMENT);
+    await tx.execute(`${head} VALUES ${valuesList(chunk.length, columns)}${tail}`, chunk.flat());
+  }
+}
+
+/**
+ * Reads this workflow's instances of the given orders and, on PostgreSQL, locks them until the
+ * transaction ends. The rows are locked in order-id order, so two replicas whose batches share
+ * orders wait for each other instead of deadlocking.
+ */
+export async function lockInstances(
+  tx: Tx,
+  workflow: string,
+  orderIds: readonly string[],
+): Promise<Map<string, Instance>> {
+  const ids = [...new Set(orderIds)].sort();
+  const found = new Map<string, Instance>();
+  if (ids.length === 0) return found;
+  const rows =
+    tx.dialect === 'postgres'
+      ? await tx.query(
+          'SELECT * FROM workflow_instances WHERE workflow = $1 AND order_id = ANY($2::text[]) ORDER BY order_id FOR UPDATE',
+          [workflow, ids as unknown as SqlParam],
+        )
+      : await tx.query(
+          `SELECT * FROM workflow_instances WHERE workflow = $1 AND order_id IN (${ids.map((_, i) => `$${i + 2}`).join(', ')})`,
+          [workflow, ...ids],
+        );
+  for (const r of rows) {
+    const inst = toInstance(r);
+    found.set(inst.orderId, inst);
+  }
+  return found;
+}
+
+/** Inserts new instances and updates changed ones, in one statement per 200. */
+export async function writeInstances(tx: Tx, instances: readonly Instance[]): Promise<void> {
+  await insertRows(
+    tx,
+    `INSERT INTO workflow_instances (${INSTANCE_COLUMNS})`,
+    12,
+    instances.map((inst) => [
       inst.orderId,
       inst.workflow,
       inst.generation,
@@ -78,37 +129,38 @@ export async function insertInstance(tx: Tx, inst: Instance): Promise<boolean> {
       JSON.stringify(inst.context),
       inst.startedAt,
       inst.updatedAt,
-    ],
-  );
-  return n === 1;
-}
-
-export async function updateInstance(tx: Tx, inst: Instance): Promise<void> {
-  await tx.execute(
-    `UPDATE workflow_instances SET status = $2, step_index = $3, step = $4, attempt = $5, command_id = $6, timer_at = $7, context = $8, updated_at = $9
-     WHERE order_id = $1`,
-    [
-      inst.orderId,
-      inst.status,
-      inst.stepIndex,
-      inst.step,
-      inst.attempt,
-      inst.commandId,
-      inst.timerAt,
-      JSON.stringify(inst.context),
-      inst.updatedAt,
-    ],
+    ]),
+    ` ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, step_index = excluded.step_index,
+      step = excluded.step, attempt = excluded.attempt, command_id = excluded.command_id,
+      timer_at = excluded.timer_at, context = excluded.context, updated_at = excluded.updated_at`,
   );
 }
 
-/** Instances whose timer is due, oldest first. PostgreSQL skips rows another replica holds. */
-export async function dueInstances(tx: Tx, now: number, limit: number): Promise<Instance[]> {
+/**
+ * This workflow's instances whose timer is due, oldest first, locked. PostgreSQL skips rows another
+ * replica holds (it is firing them, or handling a delivery for the order), so no timer fires twice.
+ */
+export async function dueInstances(
+  tx: Tx,
+  workflow: string,
+  now: number,
+  limit: number,
+): Promise<Instance[]> {
   const lock = tx.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
   const rows = await tx.query(
-    `SELECT * FROM workflow_instances WHERE timer_at IS NOT NULL AND timer_at <= $1 ORDER BY timer_at LIMIT $2${lock}`,
-    [now, limit],
+    `SELECT * FROM workflow_instances WHERE workflow = $1 AND timer_at IS NOT NULL AND timer_at <= $2 ORDER BY timer_at LIMIT $3${lock}`,
+    [workflow, now, limit],
   );
   return rows.map(toInstance);
+}
+
+/** How many of this workflow's timers are due and not fired yet. */
+export async function countDueTimers(tx: Tx, workflow: string, now: number): Promise<number> {
+  const rows = await tx.query<{ n: number | string }>(
+    'SELECT count(*) AS n FROM workflow_instances WHERE workflow = $1 AND timer_at IS NOT NULL AND timer_at <= $2',
+    [workflow, now],
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 export interface StepRecord {
@@ -122,10 +174,12 @@ export interface StepRecord {
   endedAt?: number;
 }
 
-export async function recordStep(tx: Tx, r: StepRecord): Promise<void> {
-  await tx.execute(
-    'INSERT INTO step_executions (order_id, step, attempt, outcome, error_class, message, started_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-    [
+export async function recordSteps(tx: Tx, records: readonly StepRecord[]): Promise<void> {
+  await insertRows(
+    tx,
+    'INSERT INTO step_executions (order_id, step, attempt, outcome, error_class, message, started_at, ended_at)',
+    8,
+    records.map((r) => [
       r.orderId,
       r.step,
       r.attempt,
@@ -134,7 +188,7 @@ export async function recordStep(tx: Tx, r: StepRecord): Promise<void> {
       r.message ?? '',
       r.startedAt,
       r.endedAt ?? null,
-    ],
+    ]),
   );
 }
 
@@ -182,20 +236,12 @@ function toException(r: Record<string, unknown>): ExceptionRow {
   };
 }
 
-export async function openException(
-  tx: Tx,
-  e: Omit<ExceptionRow, 'id' | 'status' | 'resolvedAt' | 'resolution'>,
-): Promise<ExceptionRow> {
-  const row: ExceptionRow = {
-    ...e,
-    id: `exc_${newUlid()}`,
-    status: 'open',
-    resolvedAt: null,
-    resolution: '',
-  };
-  await tx.execute(
-    'INSERT INTO exceptions (id, order_id, step, error_class, message, attempts, payload, status, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-    [
+export async function openExceptions(tx: Tx, rows: readonly ExceptionRow[]): Promise<void> {
+  await insertRows(
+    tx,
+    'INSERT INTO exceptions (id, order_id, step, error_class, message, attempts, payload, status, opened_at, resolved_at, resolution)',
+    11,
+    rows.map((row) => [
       row.id,
       row.orderId,
       row.step,
@@ -205,9 +251,10 @@ export async function openException(
       row.payload,
       row.status,
       row.openedAt,
-    ],
+      row.resolvedAt,
+      row.resolution,
+    ]),
   );
-  return row;
 }
 
 export async function getException(tx: Tx, id: string): Promise<ExceptionRow | undefined> {
@@ -255,25 +302,46 @@ export async function listExceptions(
   return rows.map(toException);
 }
 
-export async function takeEarlyEvent(tx: Tx, orderId: string, type: string): Promise<Uint8Array | undefined> {
-  const rows = await tx.query<{ body: Uint8Array }>(
-    'SELECT body FROM early_events WHERE order_id = $1 AND type = $2',
-    [orderId, type],
-  );
-  if (!rows[0]) return undefined;
-  await tx.execute('DELETE FROM early_events WHERE order_id = $1 AND type = $2', [orderId, type]);
-  return rows[0].body;
+/** Events kept for these orders until they reach their await step, by order id and event type. */
+export async function earlyEvents(
+  tx: Tx,
+  orderIds: readonly string[],
+): Promise<Map<string, Map<string, Uint8Array>>> {
+  const ids = [...new Set(orderIds)];
+  const found = new Map<string, Map<string, Uint8Array>>();
+  if (ids.length === 0) return found;
+  const rows =
+    tx.dialect === 'postgres'
+      ? await tx.query<{ order_id: string; type: string; body: Uint8Array }>(
+          'SELECT order_id, type, body FROM early_events WHERE order_id = ANY($1::text[])',
+          [ids as unknown as SqlParam],
+        )
+      : await tx.query<{ order_id: string; type: string; body: Uint8Array }>(
+          `SELECT order_id, type, body FROM early_events WHERE order_id IN (${ids.map((_, i) => `$${i + 1}`).join(', ')})`,
+          ids,
+        );
+  for (const r of rows) {
+    const byType = found.get(r.order_id) ?? new Map<string, Uint8Array>();
+    byType.set(r.type, r.body);
+    found.set(r.order_id, byType);
+  }
+  return found;
 }
 
-export async function keepEarlyEvent(
+export async function keepEarlyEvents(
   tx: Tx,
-  orderId: string,
-  type: string,
-  body: Uint8Array,
+  events: readonly { orderId: string; type: string; body: Uint8Array }[],
   now: number,
 ): Promise<void> {
-  await tx.execute(
-    'INSERT INTO early_events (order_id, type, body, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-    [orderId, type, body, now],
+  await insertRows(
+    tx,
+    'INSERT INTO early_events (order_id, type, body, received_at)',
+    4,
+    events.map((e) => [e.orderId, e.type, e.body, now]),
+    ' ON CONFLICT DO NOTHING',
   );
+}
+
+export async function dropEarlyEvent(tx: Tx, orderId: string, type: string): Promise<void> {
+  await tx.execute('DELETE FROM early_events WHERE order_id = $1 AND type = $2', [orderId, type]);
 }

@@ -1,6 +1,8 @@
 // O2C KPIs as Prometheus metrics: cycle times, step latency, fallout by step and class, invoice lag,
 // orders by state, answers to the missed-event fallback.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
+import type { KpiObservation } from './decide.js';
 
 const CYCLE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86_400, 604_800, 2_592_000];
 
@@ -62,4 +64,30 @@ export function createWorkflowKpis(registry: Registry): WorkflowKpis {
       registers: [registry],
     }),
   };
+}
+
+/** Records what decide observed (decide.ts) once its transition committed. */
+export function observeKpis(kpis: WorkflowKpis, observations: readonly KpiObservation[]): void {
+  for (const o of observations) {
+    switch (o.kind) {
+      case 'step-latency':
+        kpis.stepLatency.observe({ step: o.step }, o.seconds);
+        break;
+      case 'fallout':
+        kpis.fallout.inc({ step: o.step, error_class: ErrorClass[o.errorClass] ?? 'UNKNOWN' });
+        break;
+      case 'cycle-time':
+        kpis.cycleTime.observe({ milestone: o.milestone }, o.seconds);
+        break;
+      case 'invoice-lag':
+        kpis.invoiceLag.observe(o.seconds);
+        break;
+      case 'await-fallback':
+        kpis.awaitFallback.inc({ step: o.step, answer: o.answer });
+        break;
+      case 'transition':
+        kpis.transitions.inc({ outcome: o.outcome });
+        break;
+    }
+  }
 }

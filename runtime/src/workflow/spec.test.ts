@@ -24,9 +24,12 @@ describe('workflow spec decisions', () => {
     expect(guardAllows(aStep({ when }), order, ['validate-customer', 'price'])).toBe(expected);
   });
 
-  it('doubles the retry delay from its initial value up to its maximum', () => {
+  it('doubles the retry delay from its initial value up to its maximum, jittered down to half', () => {
     const step = aStep({ retry: { maxAttempts: 6, backoff: { initial: '1s', max: '5s' } } });
-    expect([1, 2, 3, 4, 5].map((a) => retryDelayMs(step, a))).toEqual([1000, 2000, 4000, 5000, 5000]);
+    const top = () => 1;
+    const bottom = () => 0;
+    expect([1, 2, 3, 4, 5].map((a) => retryDelayMs(step, a, top))).toEqual([1000, 2000, 4000, 5000, 5000]);
+    expect([1, 2, 3, 4, 5].map((a) => retryDelayMs(step, a, bottom))).toEqual([500, 1000, 2000, 2500, 2500]);
     expect(maxAttempts(step)).toBe(6);
     expect(maxAttempts(aStep())).toBe(3);
   });

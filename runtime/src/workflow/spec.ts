@@ -2,6 +2,7 @@
 // the pure decisions over it: which step comes next, retry delays, failure policy.
 
 import type { WorkflowSpec as CrdWorkflowSpec, WorkflowStep } from '../../../crds/workflow.js';
+import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { planCel, toCel } from '../cel.js';
 import { parseDurationMs } from '../connectors/config.js';
 
@@ -18,11 +19,18 @@ export function maxAttempts(step: StepSpec): number {
   return step.retry?.maxAttempts ?? DEFAULT_STEP_ATTEMPTS;
 }
 
-/** Delay before attempt `attempt + 1`, doubling from `initial` up to `max`. */
-export function retryDelayMs(step: StepSpec, attempt: number): number {
-  const initial = parseDurationMs(step.retry?.backoff?.initial, 1000);
-  const max = parseDurationMs(step.retry?.backoff?.max, 300_000);
-  return Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+/** A step's retry backoff: doubling from `initial` (default 1 s) up to `max` (default 5 min). */
+export function stepBackoff(step: StepSpec): BackoffOptions {
+  return {
+    initialMs: parseDurationMs(step.retry?.backoff?.initial, 1000),
+    maxMs: parseDurationMs(step.retry?.backoff?.max, 300_000),
+    multiplier: 2,
+  };
+}
+
+/** Delay before attempt `attempt + 1`: the runtime's backoff over the step's retry settings. */
+export function retryDelayMs(step: StepSpec, attempt: number, random: () => number): number {
+  return backoffDelayMs(stepBackoff(step), attempt, random);
 }
 
 export function awaitTimeoutMs(step: StepSpec): number {
