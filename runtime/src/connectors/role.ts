@@ -206,9 +206,11 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
     // Anything but a command (undecodable, another type, a payload that is no command) is poison.
     accepts: [COMMAND_TYPE],
     prefetch: options.prefetch ?? Math.max(8, (governorLimits(config).maxConcurrency ?? 4) * 4),
-    handler: async (delivery: Delivery): Promise<HandlerOutcome> => {
-      const [outcome] = await runtime.handleEnvelopes([commandOf(delivery, retry)]);
-      return settlement(outcome ?? { error: new Error('no outcome') });
+    // A delivery batch at once: the driver calls run concurrently under the governor, the replies
+    // go out in group commits, the acks coalesced.
+    batchHandler: async (deliveries: Delivery[]): Promise<HandlerOutcome[]> => {
+      const outcomes = await runtime.handleEnvelopes(deliveries.map((d) => commandOf(d, retry)));
+      return outcomes.map(settlement);
     },
   });
   await consumer.start();

@@ -5,6 +5,7 @@
 // transaction (group commit), else published directly with confirms. Retryable failures go back to
 // the bus consumer, which retries them with its delay policy.
 import type { Logger } from 'pino';
+import { handleBatchOnce } from '../bus/consumer.js';
 import { decodeEnvelope } from '../bus/decode-envelope.js';
 import { PoisonMessageError } from '../bus/errors.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
@@ -250,24 +251,17 @@ export class ConnectorRuntime {
    * once: by an earlier transaction, or by its first occurrence in this group.
    */
   private async writeReplies(store: Store, batch: PendingReply[]): Promise<HandleOutcome[]> {
-    const outcomes = await store.transaction(async (tx) => {
-      const claimed = new Set<string>();
-      for (const id of new Set(batch.map((r) => r.messageId))) {
-        if (await tx.claimInbox(this.consumer, id)) claimed.add(id);
-      }
-      const written: OutboxMessage[] = [];
-      const result = batch.map((r): HandleOutcome => {
-        if (!claimed.delete(r.messageId)) return 'duplicate';
-        written.push(r.message);
-        return 'replied';
-      });
+    const ids = batch.map((r) => ({ id: r.messageId }));
+    const fresh = await handleBatchOnce(store, this.consumer, ids, async (tx, fresh) => {
+      const written = batch.filter((_, i) => fresh[i]).map((r) => r.message);
       if (written.length > 0) await tx.enqueueOutbox(written);
-      return result;
+      return fresh;
     });
-    batch.forEach((r, i) => {
-      if (outcomes[i] === 'replied') this.onReply?.(r.message);
+    return batch.map((r, i): HandleOutcome => {
+      if (!fresh[i]) return 'duplicate';
+      this.onReply?.(r.message);
+      return 'replied';
     });
-    return outcomes;
   }
 
   /** Notified after every reply written or published (tests, the relay's wake-up). */
