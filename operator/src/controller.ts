@@ -23,9 +23,11 @@ import {
   type AnyResource,
   type Connector,
   FINALIZER,
+  isKind,
   type Kind,
   type O2cStatus,
   parseKey,
+  resourceKey,
 } from './resources.js';
 import type { ResilientInformer } from './runtime/informer.js';
 import {
@@ -81,13 +83,17 @@ export interface ControllerSettings {
   image: string;
   broker: BrokerSource;
   identity: string;
-  /** Children the operator does not watch (connection Secrets) are applied again after this long. */
-  resyncMs?: number;
 }
 
 /** While a referenced Secret is missing, look again this often (Secrets are read by name, not watched). */
 export const SECRET_RECHECK_MS = 5_000;
 const BROKER_SECRET_TTL_MS = 1_000;
+
+/** Told what the controller does with the broker (metrics). */
+export interface ControllerObserver {
+  /** A topology declared (with how long it took) or known declared this resync period. */
+  topology?(outcome: 'declared' | 'unchanged', seconds?: number): void;
+}
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -132,12 +138,38 @@ function alreadyApplied(existing: KubeObject, desired: KubeObject): boolean {
   );
 }
 
+/** What the controller remembers of its last apply of a child. */
+interface AppliedChild {
+  /** Hash of the desired object applied. */
+  hash: string;
+  /** The resourceVersion that apply produced (or found, when there was nothing to apply). */
+  resourceVersion: string;
+  /** The resync period it was applied or checked in (unwatched children are checked once per period). */
+  epoch: number;
+}
+
+/** What the controller remembers of its last declaration of a resource's broker topology. */
+interface DeclaredTopology {
+  hash: string;
+  queues: string[];
+  epoch: number;
+}
+
 export class Controller {
-  /** child key -> what we last applied and the resourceVersion it produced; lets a no-op reconcile skip writes. */
   private brokerRead:
     | { at: number; result: Promise<{ url?: string; check?: SecretReferenceCheck }> }
     | undefined;
-  private readonly applied = new Map<string, { hash: string; resourceVersion: string; at: number }>();
+  /** child key -> what we last applied and the resourceVersion it produced; lets a no-op reconcile skip writes. */
+  private readonly applied = new Map<string, AppliedChild>();
+  /** resource key -> the topology declared for it; a reconcile within the same resync period skips the broker. */
+  private readonly declared = new Map<string, DeclaredTopology>();
+  /**
+   * resource key -> the object our last write of it (finalizer, status) returned, and the version it
+   * was made from: a reconcile that runs before the cache has caught up works on what we wrote.
+   */
+  private readonly written = new Map<string, { older: string[]; object: AnyResource }>();
+  /** Bumped on every resync: what was declared or applied in an older period is checked again. */
+  private epoch = 0;
   writes = 0;
 
   constructor(
@@ -147,13 +179,16 @@ export class Controller {
     private readonly settings: ControllerSettings,
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
+    private readonly observer: ControllerObserver = {},
   ) {}
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const { kind, namespace, name } = parseKey(key);
-    const cached = this.caches.resources[kind].get(namespace, name);
+    const cached = this.freshest(key, this.caches.resources[kind].get(namespace, name));
     if (!cached) {
       this.forgetChildren(kind, namespace, name);
+      this.declared.delete(key);
+      this.written.delete(key);
       return {};
     }
     const handler = HANDLERS[kind];
@@ -176,14 +211,18 @@ export class Controller {
     const { kind } = cached;
     const namespace = cached.metadata.namespace!;
     const name = cached.metadata.name;
+    const key = resourceKey(kind, namespace, name);
     let r = cached;
-    if (!(r.metadata.finalizers ?? []).includes(FINALIZER)) {
+    // First sight: nothing of ours exists yet for it, so unwatched children are applied without a read.
+    const firstSight = !(r.metadata.finalizers ?? []).includes(FINALIZER);
+    if (firstSight) {
       r = await this.client.mergePatch<AnyResource>(kind, namespace, name, {
         metadata: {
           finalizers: [...(r.metadata.finalizers ?? []), FINALIZER],
           resourceVersion: r.metadata.resourceVersion,
         },
       });
+      this.remember(key, cached, r);
       this.writes++;
     }
 
@@ -221,9 +260,10 @@ export class Controller {
     let brokerError: unknown;
     let applyError: Error | undefined;
     try {
-      const queues = await this.broker.declareResourceTopology(namespace, kind, name, purposes);
+      const queues = await this.declareTopology(key, namespace, kind, name, purposes);
       topology = topologyReady({ queues });
     } catch (err) {
+      this.declared.delete(key);
       brokerError = err;
       topology = topologyReady({ error: (err as Error).message });
     }
@@ -240,7 +280,7 @@ export class Controller {
         const children = this.renderChildren(r, handler, refChecks, secretRefs, purposes, broker.url);
         configHash = children.configHash;
         for (const child of children.desired) {
-          const result = await this.applyChild(child);
+          const result = await this.applyChild(child, firstSight);
           if (child.kind === 'Deployment') deployment = result as unknown as DeploymentState;
         }
         if (!children.desired.some((c) => c.kind === 'PodDisruptionBudget'))
@@ -282,7 +322,8 @@ export class Controller {
       ...(handler.extraStatus?.(r) ?? {}),
     };
     if (this.statusChanged(r.status, status)) {
-      await this.client.mergePatch(kind, namespace, name, { status }, 'status');
+      const written = await this.client.mergePatch<AnyResource>(kind, namespace, name, { status }, 'status');
+      this.remember(key, r, written);
       this.writes++;
       for (const failure of newFailures(
         r.status?.conditions,
@@ -371,13 +412,14 @@ export class Controller {
     const conditions = failedConditions(r.status?.conditions, err.message, r.metadata.generation, this.now());
     if (!conditionsDiffer(r.status?.conditions, conditions)) return;
     try {
-      await this.client.mergePatch(
+      const written = await this.client.mergePatch<AnyResource>(
         r.kind,
         r.metadata.namespace!,
         r.metadata.name,
         { status: { observedGeneration: r.metadata.generation, conditions } },
         'status',
       );
+      this.remember(resourceKey(r.kind, r.metadata.namespace!, r.metadata.name), r, written);
       this.writes++;
       for (const failure of newFailures(r.status?.conditions, conditions.slice(1))) {
         await this.warn(r, failure.reason, failure.message, log);
@@ -399,40 +441,44 @@ export class Controller {
     return `${kind}/${namespace}/${name}`;
   }
 
-  private async applyChild(child: KubeObject): Promise<KubeObject> {
+  /**
+   * Server-side apply of one child, unless it is known to hold what would be applied: the same
+   * desired hash as our last apply, and the cache shows the version that apply produced (or has not
+   * caught up with it yet: a deletion since would have made us forget it). Unwatched children
+   * (connection Secrets) are read by name once per resync period and applied only when they differ;
+   * on a resource's first sight they cannot exist yet, so they are applied without the read.
+   */
+  private async applyChild(child: KubeObject, firstSight = false): Promise<KubeObject> {
     const { namespace, name } = child.metadata;
     const key = this.childKey(child.kind!, namespace!, name);
     const hash = createHash('sha256').update(JSON.stringify(child)).digest('hex');
     const last = this.applied.get(key);
     const cache = this.caches.children[child.kind as ChildKind] as ResilientInformer<KubeObject> | undefined;
+    const remember = (resourceVersion: string) =>
+      this.applied.set(key, { hash, resourceVersion, epoch: this.epoch });
     if (!cache) {
-      // Not watched (connection Secrets): read by name when our memory of it is missing or older than
-      // a resync period, and applied only when it differs.
-      const now = this.now().getTime();
-      if (last && last.hash === hash && now - last.at < (this.settings.resyncMs ?? 300_000)) return child;
-      const existing = await this.client.get<KubeObject>(child.kind!, namespace!, name);
+      if (last && last.hash === hash && last.epoch === this.epoch) return child;
+      const existing = firstSight
+        ? undefined
+        : await this.client.get<KubeObject>(child.kind!, namespace!, name);
       if (existing && alreadyApplied(existing, child)) {
-        this.applied.set(key, { hash, resourceVersion: existing.metadata.resourceVersion!, at: now });
+        remember(existing.metadata.resourceVersion!);
         return existing;
       }
       const result = await this.client.apply(child);
       this.writes++;
       this.log.debug({ child: key, existed: existing !== undefined }, 'applied');
-      this.applied.set(key, { hash, resourceVersion: result.metadata.resourceVersion!, at: now });
+      remember(result.metadata.resourceVersion!);
       return result;
     }
     const cached = cache.get(namespace!, name);
     // Unchanged desired state and nobody touched the object since our apply: nothing to write.
-    if (cached && last && last.hash === hash && last.resourceVersion === cached.metadata.resourceVersion)
-      return cached;
+    if (last && last.hash === hash && (!cached || last.resourceVersion === cached.metadata.resourceVersion))
+      return cached ?? child;
     // A restarted operator has no memory: what the cache already holds needs no apply either (an
     // apply of an unchanged PersistentVolumeClaim still bumps its resourceVersion once).
     if (cached && !last && alreadyApplied(cached, child)) {
-      this.applied.set(key, {
-        hash,
-        resourceVersion: cached.metadata.resourceVersion!,
-        at: this.now().getTime(),
-      });
+      remember(cached.metadata.resourceVersion!);
       return cached;
     }
     const result = await this.client.apply(child);
@@ -440,18 +486,84 @@ export class Controller {
       this.writes++;
       this.log.debug({ child: key }, 'applied');
     }
-    this.applied.set(key, {
-      hash,
-      resourceVersion: result.metadata.resourceVersion!,
-      at: this.now().getTime(),
-    });
+    remember(result.metadata.resourceVersion!);
     return result;
+  }
+
+  /** Declares the resource's queues unless this resync period already declared the same ones. */
+  private async declareTopology(
+    key: string,
+    namespace: string,
+    kind: Kind,
+    name: string,
+    purposes: ReturnType<KindHandler['purposes']>,
+  ): Promise<string[]> {
+    const hash = JSON.stringify(purposes);
+    const known = this.declared.get(key);
+    if (known && known.hash === hash && known.epoch === this.epoch) {
+      this.observer.topology?.('unchanged');
+      return known.queues;
+    }
+    const started = performance.now();
+    const queues = await this.broker.declareResourceTopology(namespace, kind, name, purposes);
+    this.observer.topology?.('declared', (performance.now() - started) / 1000);
+    this.declared.set(key, { hash, queues, epoch: this.epoch });
+    return queues;
+  }
+
+  /**
+   * A new resync period: every queue is declared again and every unwatched child read again on the
+   * next reconcile (a queue deleted on the broker, a connection Secret edited by hand).
+   */
+  beginResyncPeriod(): void {
+    this.epoch++;
+  }
+
+  /**
+   * The resourceVersion our own last write of an object produced (a finalizer or status for a
+   * resource, an apply for a child): a watch event showing it is an echo of that write.
+   */
+  ownVersion(kind: string, namespace: string, name: string): string | undefined {
+    return isKind(kind)
+      ? this.written.get(resourceKey(kind, namespace, name))?.object.metadata.resourceVersion
+      : this.applied.get(this.childKey(kind, namespace, name))?.resourceVersion;
+  }
+
+  /** The cache now shows this version of a resource: our copy of an older write can go. */
+  cacheCaughtUp(kind: Kind, namespace: string, name: string, resourceVersion: string | undefined): void {
+    const key = resourceKey(kind, namespace, name);
+    if (this.written.get(key)?.object.metadata.resourceVersion === resourceVersion) this.written.delete(key);
+  }
+
+  /** A child was deleted (by hand, by the garbage collector): the next reconcile applies it again. */
+  childDeleted(kind: string, namespace: string, name: string): void {
+    this.applied.delete(this.childKey(kind, namespace, name));
+  }
+
+  private remember(key: string, before: AnyResource, object: AnyResource): void {
+    // Writes in a row (finalizer, then status): every version before the last is stale.
+    const previous = this.written.get(key);
+    const chained = previous?.object.metadata.resourceVersion === before.metadata.resourceVersion;
+    const older = [...(chained ? previous!.older : []), before.metadata.resourceVersion ?? ''];
+    this.written.set(key, { older, object });
+  }
+
+  /**
+   * The cached resource, or what our last write of it returned while the cache still shows the
+   * version that write was made from (the watch event is on its way).
+   */
+  private freshest(key: string, cached: AnyResource | undefined): AnyResource | undefined {
+    const w = this.written.get(key);
+    if (!w || !cached) return cached;
+    if (w.older.includes(cached.metadata.resourceVersion ?? '')) return w.object;
+    this.written.delete(key);
+    return cached;
   }
 
   private async pruneChild(kind: ChildKind, namespace: string, name: string): Promise<void> {
     if (!this.caches.children[kind].get(namespace, name)) return;
     await this.client.delete(kind, namespace, name);
-    this.applied.delete(this.childKey(kind, namespace, name));
+    this.childDeleted(kind, namespace, name);
     this.writes++;
   }
 

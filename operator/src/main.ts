@@ -1,15 +1,15 @@
 // The operator process: settings from the environment, kubeconfig from KUBECONFIG or the pod's
 // service account, graceful shutdown on SIGTERM / SIGINT.
 import { fileURLToPath } from 'node:url';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { settingsFromEnv } from './config.js';
 import { type Secret, secretValue } from './controller.js';
-import { KubeClient } from './kube.js';
+import { type KubeAccess, KubeClient } from './kube.js';
+import { loadKubeAccess } from './kubeconfig.js';
 import { Operator } from './operator.js';
 
 /** The operator's own broker URL: O2C_AMQP_URL, else the broker Secret the pods get. */
-async function ownBrokerUrl(kubeConfig: KubeConfig, settings: ReturnType<typeof settingsFromEnv>) {
+async function ownBrokerUrl(kubeConfig: KubeAccess, settings: ReturnType<typeof settingsFromEnv>) {
   if (settings.amqpUrl) return settings.amqpUrl;
   const { namespace, name, key } = settings.brokerSecret!;
   const client = new KubeClient(kubeConfig);
@@ -29,8 +29,7 @@ export async function runOperator(
 ): Promise<Operator> {
   const settings = settingsFromEnv(env);
   const log = pino({ level: settings.logLevel, base: { component: 'o2c-operator' } });
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
+  const kubeConfig = await loadKubeAccess(env);
   const operator = new Operator({
     kubeConfig,
     log,

@@ -2,7 +2,6 @@
 // informers, the work queue, the controller and the periodic resync. Events on children and
 // Connectors are mapped to the resources that depend on them. No Secret is listed or watched.
 import type { Server } from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { AmqpResourceBroker, type ResourceBroker } from './broker.js';
 import {
@@ -13,9 +12,10 @@ import {
   Controller,
   HANDLERS,
 } from './controller.js';
-import { KubeClient, type KubeObject } from './kube.js';
+import { type KubeAccess, KubeClient, type KubeObject } from './kube.js';
 import { MANAGED_BY_SELECTOR } from './render/names.js';
 import { type AnyResource, isKind, KINDS, type Kind, resourceKey } from './resources.js';
+import { needsReconcile } from './runtime/event-filter.js';
 import { startHealthServer } from './runtime/health.js';
 import { ResilientInformer } from './runtime/informer.js';
 import { DEFAULT_LEASE_TIMINGS, LeaderElector, type LeaseTimings } from './runtime/leader.js';
@@ -26,7 +26,7 @@ import { WorkQueue } from './runtime/queue.js';
 export const DEV_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   log: Logger;
   image: string;
   identity: string;
@@ -72,7 +72,9 @@ export class Operator {
   reconciles = 0;
 
   constructor(private readonly options: OperatorOptions) {
-    this.client = new KubeClient(options.kubeConfig);
+    this.client = new KubeClient(options.kubeConfig, undefined, (verb, resource, code) =>
+      this.metrics.apiRequests.inc({ verb, resource, code: String(code) }),
+    );
     this.broker = options.broker ?? new AmqpResourceBroker(options.amqpUrl ?? DEV_AMQP_URL);
     this.elector = new LeaderElector(
       this.client,
@@ -167,19 +169,26 @@ export class Operator {
       return informer;
     };
 
+    // The controller is made below, once the caches exist; events only arrive after start().
+    let controller: Controller | undefined;
     const resources = {} as Caches['resources'];
     for (const kind of KINDS) {
       resources[kind] = make<AnyResource>(kind, (event, obj) => {
-        const key = resourceKey(kind, obj.metadata.namespace!, obj.metadata.name);
+        const { namespace, name, resourceVersion } = obj.metadata;
+        const key = resourceKey(kind, namespace!, name);
         const signature = JSON.stringify([
           obj.metadata.generation,
           obj.metadata.deletionTimestamp,
           obj.metadata.finalizers,
           obj.metadata.uid,
         ]);
+        const before = this.seen.get(key);
         if (event === 'delete') this.seen.delete(key);
-        else if (this.seen.get(key) === signature) return;
         else this.seen.set(key, signature);
+        const ownVersion = controller?.ownVersion(kind, namespace!, name);
+        controller?.cacheCaughtUp(kind, namespace!, name, resourceVersion);
+        if (!needsReconcile({ event, resourceVersion, ownVersion, signature: { before, now: signature } }))
+          return;
         queue.add(key);
         if (kind === 'Connector') this.enqueueDependentsOfConnector(queue, resources, obj);
       });
@@ -188,10 +197,13 @@ export class Operator {
     for (const kind of CHILD_KINDS) {
       children[kind as ChildKind] = make<KubeObject>(
         kind,
-        (_event, obj) => {
+        (event, obj) => {
+          const { namespace, name, resourceVersion } = obj.metadata;
           const owner = obj.metadata.ownerReferences?.find((o) => o.controller && isKind(o.kind));
-          if (owner && isKind(owner.kind))
-            queue.add(resourceKey(owner.kind, obj.metadata.namespace!, owner.name));
+          if (event === 'delete') controller?.childDeleted(kind, namespace!, name);
+          const ownVersion = controller?.ownVersion(kind, namespace!, name);
+          if (!needsReconcile({ event, resourceVersion, ownVersion })) return;
+          if (owner && isKind(owner.kind)) queue.add(resourceKey(owner.kind, namespace!, owner.name));
         },
         MANAGED_BY_SELECTOR,
       );
@@ -201,24 +213,33 @@ export class Operator {
     const broker: BrokerSource = this.options.brokerSecret
       ? { secret: this.options.brokerSecret }
       : { url: this.options.amqpUrl ?? DEV_AMQP_URL };
-    const controller = new Controller(
+    controller = new Controller(
       this.client,
       this.broker,
       caches,
-      { image: this.options.image, broker, identity: this.options.identity, resyncMs },
+      { image: this.options.image, broker, identity: this.options.identity },
       log,
+      undefined,
+      {
+        topology: (outcome, seconds) => {
+          this.metrics.topologyDeclarations.inc({ outcome });
+          if (seconds !== undefined) this.metrics.topologyDeclareDuration.observe(seconds);
+        },
+      },
     );
+    const reconciler = controller;
     // What the informers cannot see (a queue deleted on the broker, a connection Secret edited by
     // hand, a rotated broker Secret) is put right on the next resync.
     const resync = setInterval(() => {
+      reconciler.beginResyncPeriod();
       for (const kind of KINDS) for (const r of resources[kind].list()) this.enqueue(queue, kind, r);
     }, resyncMs);
     resync.unref();
-    this.running = { caches, queue, controller, informers, resync };
+    this.running = { caches, queue, controller: reconciler, informers, resync };
     // Caches first, so the first reconciles see every Connector and Secret.
     await Promise.all(informers.map((i) => i.start()));
     await Promise.all(informers.map((i) => i.waitForSync()));
-    queue.run((key) => controller.reconcile(key), this.options.workers ?? 8);
+    queue.run((key) => reconciler.reconcile(key), this.options.workers ?? 8);
     log.info({ identity: this.options.identity }, 'controllers started');
   }
 
