@@ -23,6 +23,7 @@ import {
 } from '../orders/repository.js';
 import type { WorkflowEngine } from '../workflow/engine.js';
 import { type ExceptionRow, listExceptions, stepHistory } from '../workflow/instances.js';
+import { type AdmissionSignal, admit, maxBacklogFromEnv, saturated } from './admission.js';
 import { decodePageToken, encodePageToken, PageTokenError } from './page-token.js';
 import { assertValid, invalidArgument, PRINTABLE_TOKEN } from './validation.js';
 
@@ -34,6 +35,13 @@ export interface OrderServiceOptions {
   watchPollMs?: number;
   /** The workflow engine, for RetryStep and ResolveException. */
   engine?: WorkflowEngine;
+  /**
+   * The engine's saturation signal, read once per SubmitOrder (the workflow role passes
+   * `() => ({ backlog: engine.backlog() })`); without it every submit is admitted.
+   */
+  admission?: () => AdmissionSignal;
+  /** The backlog at which SubmitOrder answers Unavailable; default O2C_API_MAX_BACKLOG, else 5,000. */
+  maxBacklog?: number;
 }
 
 function exceptionMessage(e: ExceptionRow) {
@@ -75,12 +83,19 @@ function notFound(id: string): ConnectError {
 }
 
 export function orderServiceRoutes(options: OrderServiceOptions) {
-  const { orders } = options;
+  const { orders, admission } = options;
   const pollMs = options.watchPollMs ?? 1000;
+  const maxBacklog = options.maxBacklog ?? maxBacklogFromEnv(process.env);
 
   return (router: ConnectRouter) =>
     router.service(OrderService, {
       async submitOrder(req, ctx) {
+        // Refused before any other work: a saturated engine must not also pay for validation.
+        if (admission) {
+          const signal = admission();
+          const decision = admit({ ...signal, bound: maxBacklog });
+          if (!decision.accept) throw saturated(signal.backlog, maxBacklog, decision.retryAfterMs);
+        }
         assertValid(SubmitOrderRequestSchema, req);
         const key = idempotencyKeyOf(req.idempotencyKey, ctx);
         // Domain and store errors become their codes in the interceptor (errors.ts).
