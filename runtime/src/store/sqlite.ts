@@ -2,6 +2,7 @@
 // so a commit is durable; transactions are serialised in process because the driver is synchronous
 // and a transaction may await between statements.
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
+import { ownFile } from './file-owner.js';
 import { applyMigrations } from './migrate.js';
 import type { Migration } from './migration.js';
 import {
@@ -83,8 +84,17 @@ export class SqliteStore implements Store {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly leases = new Set<string>();
 
+  /** Gives up this process's ownership of the file (none for ':memory:'). */
+  private readonly disown: () => void;
+
   constructor(private readonly options: SqliteStoreOptions) {
-    this.db = new DatabaseSync(options.path);
+    this.disown = options.path === ':memory:' ? () => {} : ownFile(options.path);
+    try {
+      this.db = new DatabaseSync(options.path);
+    } catch (err) {
+      this.disown();
+      throw err;
+    }
     this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
     this.tx = new SqliteTx(this.db);
   }
@@ -143,5 +153,6 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     await this.tail;
     this.db.close();
+    this.disown();
   }
 }

@@ -8,6 +8,11 @@ import type { Registry } from 'prom-client';
 import { BusConnection } from '../../../runtime/src/bus/connection.js';
 import { connectorMigrations } from '../../../runtime/src/connectors/bindings.js';
 import type { ConnectorRuntimeConfig } from '../../../runtime/src/connectors/config.js';
+import {
+  type DriverMethod,
+  METHODS_BY_OPERATION,
+  type MethodName,
+} from '../../../runtime/src/connectors/driver.js';
 import { type ConnectorRole, startConnectorRole } from '../../../runtime/src/connectors/role.js';
 import type { SimulatorDriver } from '../../../runtime/src/connectors/simulator/driver.js';
 import { stackFromManifests } from '../../../runtime/src/local/stack.js';
@@ -29,6 +34,12 @@ export interface RoleStats {
   crmUpserts?: [string, number][];
   /** pipeline: the worker's outcome counts. */
   pipeline?: Record<string, number>;
+  /** connectors: calls per `<connector>:<idempotency key>` (one order step) that came more than once. */
+  repeatedKeys?: Record<string, number>;
+  /** connectors: keys with a call made while another call with that key was still running. */
+  overlappingKeys?: string[];
+  /** workflow: deliveries its engine consumed, per queue. */
+  consumed?: Record<string, number>;
 }
 
 const role = process.env.O2C_ROLE;
@@ -40,7 +51,7 @@ const registry: Registry = createRegistry(false);
 const manifests = loadManifests(['examples/distributor/']);
 const distributor = stackFromManifests(manifests);
 
-let stats: () => RoleStats = () => ({});
+let stats: () => RoleStats | Promise<RoleStats> = () => ({});
 let stop: () => Promise<void>;
 let ready: Record<string, unknown> = {};
 
@@ -60,7 +71,13 @@ if (role === 'workflow') {
     logger,
     registry,
   });
-  ready = { apiPort: running.api.port };
+  ready = { apiPort: running.api.port, pid: process.pid };
+  stats = async () => {
+    const metric = registry.getSingleMetric('o2c_bus_consumed_total');
+    const consumed: Record<string, number> = {};
+    for (const v of (await metric?.get())?.values ?? []) consumed[String(v.labels.queue)] = v.value;
+    return { consumed };
+  };
   stop = () => running.stop();
 } else if (role === 'connectors' || role === 'pipeline') {
   const bus = new BusConnection({ url: brokerUrl, name: `o2c/${namespace}/${role}`, logger });
@@ -73,6 +90,12 @@ if (role === 'workflow') {
   if (role === 'connectors') {
     const roles: ConnectorRole[] = [];
     const crmUpserts: [string, number][] = [];
+    // O2C_SIM_LATENCY_MS=min-max: simulated calls take that long, so two calls for one order step at
+    // once would overlap and be seen.
+    const latency = /^(\d+)-(\d+)$/.exec(process.env.O2C_SIM_LATENCY_MS ?? '');
+    const callsByKey = new Map<string, number>();
+    const inFlightKeys = new Set<string>();
+    const overlappingKeys: string[] = [];
     for (const c of distributor.connectors) {
       const config: ConnectorRuntimeConfig = structuredClone(c);
       config.options ??= {};
@@ -80,6 +103,7 @@ if (role === 'workflow') {
       if ('dispatchAfterMs' in config.options) config.options.dispatchAfterMs = 50;
       if ('payAfterMs' in config.options) config.options.payAfterMs = 50;
       config.limits = { ...config.limits, requestsPerSecond: 10_000, maxConcurrency: 64 };
+      if (latency) config.options.latencyMs = { min: Number(latency[1]), max: Number(latency[2]) };
       // items-to-crm writes items into the CRM, which the example's crm does not declare it owns.
       if (config.name === 'crm' && !config.owns?.includes('item'))
         config.owns = [...(config.owns ?? []), 'item'];
@@ -91,6 +115,22 @@ if (role === 'workflow') {
         retry: { maxAttempts: 10, backoff: { initialMs: 100, maxMs: 1_000, multiplier: 2 } },
       });
       roles.push(started);
+      const methods = started.runtime.driver as unknown as Record<string, DriverMethod<MethodName>>;
+      for (const { localName } of METHODS_BY_OPERATION.values()) {
+        const call = methods[localName];
+        if (!call) continue;
+        methods[localName] = async (req, ctx) => {
+          const key = `${config.name}:${ctx.idempotencyKey}`;
+          callsByKey.set(key, (callsByKey.get(key) ?? 0) + 1);
+          if (inFlightKeys.has(key)) overlappingKeys.push(key);
+          inFlightKeys.add(key);
+          try {
+            return await call(req, ctx);
+          } finally {
+            inFlightKeys.delete(key);
+          }
+        };
+      }
       if (config.name === 'crm') {
         const driver = started.runtime.driver as SimulatorDriver;
         const upsertItem = driver.upsertItem;
@@ -107,7 +147,8 @@ if (role === 'workflow') {
         for (const [method, n] of driver.callCounts) calls[`${r.runtime.config.name}.${method}`] = n;
       }
       const erp = roles.find((r) => r.runtime.config.name === 'erp')?.runtime.driver as SimulatorDriver;
-      return { salesOrders: erp?.salesOrderCount(), calls, crmUpserts };
+      const repeatedKeys = Object.fromEntries([...callsByKey].filter(([, n]) => n > 1));
+      return { salesOrders: erp?.salesOrderCount(), calls, crmUpserts, repeatedKeys, overlappingKeys };
     };
     stop = async () => {
       for (const r of roles) await r.stop();
@@ -142,7 +183,7 @@ if (role === 'workflow') {
 }
 
 process.on('message', (m) => {
-  if (m === 'stats') process.send?.({ stats: stats() });
+  if (m === 'stats') void Promise.resolve(stats()).then((s) => process.send?.({ stats: s }));
 });
 process.once('SIGTERM', () => {
   stop().then(
