@@ -121,10 +121,17 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
     await engine.start();
   }
 
+  const running = engine;
   const api = await startApiServer({
     host: options.host ?? '0.0.0.0',
     port: options.apiPort,
-    routes: orderServiceRoutes({ orders, engine, workflowGeneration: () => options.workflowGeneration ?? 0 }),
+    routes: orderServiceRoutes({
+      orders,
+      engine,
+      workflowGeneration: () => options.workflowGeneration ?? 0,
+      // Back-pressure: SubmitOrder answers Unavailable while the engine's backlog is past its bound.
+      admission: running && (() => ({ backlog: running.backlog() })),
+    }),
     logger: logger.child({ component: 'api' }),
     registry,
     tokensFile: options.tokensFile,
