@@ -6,10 +6,14 @@ import { pathToString } from '@bufbuild/protobuf/reflect';
 import { createValidator, type Violation, violationsToProto } from '@bufbuild/protovalidate';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { file_o2c_v1_rules } from '../gen/o2c/v1/rules_pb.js';
+import { nativeRegexMatch } from './native-regex.js';
 
 // The predefined rules of proto/o2c/v1/rules.proto (identifier, text) are extensions: the validator
-// applies them only when it knows them.
-const validator = createValidator({ registry: createRegistry(file_o2c_v1_rules) });
+// applies them only when it knows them. Their patterns run on the platform RegExp (native-regex.ts).
+const validator = createValidator({
+  registry: createRegistry(file_o2c_v1_rules),
+  regexMatch: nativeRegexMatch,
+});
 
 /** A header token o2c accepts from clients (idempotency key, request id): printable ASCII, no spaces. */
 export const PRINTABLE_TOKEN = /^[\x21-\x7e]{1,128}$/;

@@ -110,9 +110,11 @@ export function clientContent(order: Order): Order {
 }
 
 export function requestFingerprint(order: Order): string {
-  return createHash('sha256')
-    .update(toBinary(OrderSchema, clientContent(order)))
-    .digest('base64url');
+  return contentFingerprint(clientContent(order));
+}
+
+function contentFingerprint(content: Order): string {
+  return createHash('sha256').update(toBinary(OrderSchema, content)).digest('base64url');
 }
 
 const INSERT_ORDER_COLUMNS =
@@ -221,8 +223,9 @@ export class OrderRepository {
     traceparent?: string;
   }): PreparedSubmit {
     const now = Date.now();
-    const fingerprint = requestFingerprint(input.order);
     const order = clientContent(input.order);
+    // Of the client's content alone, before the server's fields are set on it.
+    const fingerprint = contentFingerprint(order);
     order.id = newOrderId();
     order.state = OrderState.SUBMITTED;
     order.idempotencyKey = input.idempotencyKey;
