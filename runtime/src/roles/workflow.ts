@@ -130,7 +130,8 @@ export async function startWorkflowRole(options: WorkflowRoleOptions): Promise<W
       engine,
       workflowGeneration: () => options.workflowGeneration ?? 0,
       // Back-pressure: SubmitOrder answers Unavailable while the engine's backlog is past its bound.
-      admission: running && (() => ({ backlog: running.backlog() })),
+      admission:
+        running && (() => ({ backlog: running.backlog(), drainPerSecond: running.drainPerSecond() })),
     }),
     logger: logger.child({ component: 'api' }),
     registry,

@@ -292,6 +292,10 @@ describe('an order through all ten steps of examples/distributor/', () => {
     expect(at('price').inst?.commandId).toBe(c.id);
   });
 
+  it('publishes no event for a completed step: no queue of the system takes one', () => {
+    expect(trace.flatMap((t) => t.w.last.events)).toEqual([]);
+  });
+
   it('records every step as succeeded, in spec order, and priced and taxed totals', () => {
     const records = trace.flatMap((t) => t.w.last.stepRecords).filter((r) => r.outcome === 'succeeded');
     expect(records.map((r) => r.step)).toEqual(distributor.steps.map((s) => s.name));

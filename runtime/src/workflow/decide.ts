@@ -472,7 +472,6 @@ function onStepOutcome(t: Draft, step: StepSpec, outcome: StepOutcome): void {
   const inst = t.inst;
   const span = { step: step.name, attempt: inst.attempt, startedAt: inst.updatedAt, endedAt: t.now };
   if (outcome.kind === 'done') {
-    t.d.events.push(...outcome.events);
     record(t, { ...span, outcome: 'succeeded' });
     if (step.call) inst.context.completed.push(step.name);
     delete inst.context.await;

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { fromBinary } from '@bufbuild/protobuf';
 import type { Registry } from 'prom-client';
 import type { BusConnection } from '../bus/connection.js';
-import { Consumer, type Delivery, type HandlerOutcome, handleOnce } from '../bus/consumer.js';
+import { Consumer, type Delivery, type HandlerOutcome, handleBatchOnce } from '../bus/consumer.js';
 import { EVENTS_EXCHANGE, type QueueSpec, queueName } from '../bus/topology.js';
 import type { QueueRoute } from '../contract/runtime-config.js';
 import { type Order, OrderState } from '../gen/o2c/v1/entities_pb.js';
@@ -80,6 +80,8 @@ export interface WorkflowRoutes {
 
 export class EngineError extends Error {}
 
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
 export class ExceptionNotFoundError extends Error {
   constructor(id: string) {
     super(`exception ${id} not found`);
@@ -115,6 +117,9 @@ export class WorkflowEngine {
   private inFlight = 0;
   /** Refreshed after each timer poll: orders accepted but not started, and due timers. */
   private waiting = { submitted: 0, dueTimers: 0 };
+  /** Orders this replica started since the last refresh, and the smoothed rate (orders/s). */
+  private started = 0;
+  private startRate = { perSecond: 0, at: 0 };
 
   constructor(private readonly o: WorkflowEngineOptions) {
     this.now = o.now ?? Date.now;
@@ -189,7 +194,7 @@ export class WorkflowEngine {
         connection: this.o.connection,
         spec,
         accepts: accepts.get(purpose),
-        handler: async (d) => (await this.onDeliveries(purpose, [d]))[0] ?? 'ack',
+        batchHandler: (ds) => this.onDeliveries(purpose, ds),
         prefetch: this.o.prefetch ?? 64,
         registry: this.o.registry,
       });
@@ -219,8 +224,20 @@ export class WorkflowEngine {
     return this.waiting.submitted + this.inFlight + this.waiting.dueTimers;
   }
 
+  /** Orders this replica starts per second (smoothed over the last seconds); undefined: none lately. */
+  drainPerSecond(): number | undefined {
+    return this.startRate.perSecond >= 0.5 ? this.startRate.perSecond : undefined;
+  }
+
   private async refreshBacklog(): Promise<void> {
     const now = this.now();
+    if (this.startRate.at > 0 && now > this.startRate.at) {
+      const rate = (this.started * 1000) / (now - this.startRate.at);
+      // An exponential average over about eight polls: steady, yet it follows a change within seconds.
+      this.startRate.perSecond += (rate - this.startRate.perSecond) / 8;
+    }
+    this.started = 0;
+    this.startRate.at = now;
     this.waiting = await this.o.store.transaction(async (tx) => {
       const [submitted] = await tx.query<{ n: number | string }>(
         'SELECT count(*) AS n FROM orders WHERE state = $1',
@@ -262,7 +279,11 @@ export class WorkflowEngine {
     }
   }
 
-  /** Handles deliveries of one queue together; one outcome per delivery, in order. */
+  /**
+   * Handles a batch of one queue's deliveries in one transaction; one outcome per delivery, in
+   * order. When that transaction fails, each delivery is tried in a transaction of its own, so one
+   * that cannot be handled (it then retries with backoff) does not hold the others back.
+   */
   private async onDeliveries(purpose: WorkflowQueuePurpose, ds: Delivery[]): Promise<HandlerOutcome[]> {
     const counted = purpose === 'orders' ? 0 : ds.length;
     this.inFlight += counted;
@@ -278,16 +299,48 @@ export class WorkflowEngine {
         const work = this.workOf(purpose, d);
         if (work) batch.push({ i, d, work });
       }
-      for (const { d, work } of batch) {
-        const result = await handleOnce(this.o.store, `${this.o.workflow}.${purpose}`, d.envelope, (tx) =>
-          this.run(tx, [work]),
+      if (batch.length === 0) return outcomes;
+      try {
+        await this.handleBatch(purpose, batch);
+      } catch (err) {
+        if (batch.length === 1) {
+          outcomes[batch[0]?.i ?? 0] = { retry: asError(err) };
+          return outcomes;
+        }
+        this.o.logger.warn(
+          { err, deliveries: batch.length },
+          'batch failed; handling its deliveries one by one',
         );
-        if (!result.duplicate) this.committed(result.value);
+        for (const item of batch) {
+          try {
+            await this.handleBatch(purpose, [item]);
+          } catch (e) {
+            outcomes[item.i] = { retry: asError(e) };
+          }
+        }
       }
       return outcomes;
     } finally {
       this.inFlight -= counted;
     }
+  }
+
+  /** One transaction: the inbox claims, then every fresh delivery decided and written together. */
+  private async handleBatch(
+    purpose: WorkflowQueuePurpose,
+    batch: { d: Delivery; work: Work }[],
+  ): Promise<void> {
+    const committed = await handleBatchOnce(
+      this.o.store,
+      `${this.o.workflow}.${purpose}`,
+      batch.map((b) => b.d.envelope),
+      (tx, fresh) =>
+        this.run(
+          tx,
+          batch.filter((_, k) => fresh[k]).map((b) => b.work),
+        ),
+    );
+    this.committed(committed);
   }
 
   // ---- people: retry and resolve fallout --------------------------------------------------------
@@ -350,6 +403,7 @@ export class WorkflowEngine {
    * holds (due timers); the others are locked here, in order-id order.
    */
   private async run(tx: Tx, work: readonly Work[], locked?: Map<string, Instance>): Promise<Committed> {
+    if (work.length === 0) return { changes: [], kpis: [], decisions: [], orders: new Map() };
     const ids = [...new Set(work.map((w) => w.orderId))];
     const instances = locked ?? (await lockInstances(tx, this.o.workflow, ids));
     const orders = await this.o.orders.getMany(ids, tx);
@@ -428,6 +482,8 @@ export class WorkflowEngine {
   }
 
   private committed(c: Committed): void {
+    if (c.decisions.length === 0) return;
+    for (const d of c.decisions) if (d.created) this.started++;
     observeKpis(this.kpis, c.kpis);
     for (const change of c.changes) this.o.orders.emitChange(change);
     this.o.onCommitted?.();

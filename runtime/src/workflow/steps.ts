@@ -201,7 +201,9 @@ export interface StepEvent {
 
 /** What one reply or awaited event did. */
 export type StepOutcome =
-  | { kind: 'done'; events: StepEvent[] }
+  /** Done. Its milestone (validated, priced, booked, ...) is the order's new state and step record;
+   * no event is published for it, as no queue of the system takes one. */
+  | { kind: 'done' }
   /** The step's result says "not yet" (e.g. not dispatched): try again after the retry delay. */
   | { kind: 'not-yet'; message: string }
   | { kind: 'failed'; errorClass: ErrorClass; message: string; retryable: boolean; events: StepEvent[] };
@@ -235,15 +237,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
         };
       }
       order.state = OrderState.IN_PROGRESS;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.CustomerValidated', {
-            case: 'customerValidated',
-            value: { orderId: id, customer: r.value.customer },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     case 'checkCredit':
       if (!r.value.approved) {
         return {
@@ -264,19 +258,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
           ],
         };
       }
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.CreditApproved', {
-            case: 'creditApproved',
-            value: {
-              orderId: id,
-              amount: fromNanos(order.currencyCode, orderAmountNanos(order)),
-              available: r.value.available,
-            },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     case 'getPrice': {
       let subtotal = 0n;
       for (const line of order.lines) {
@@ -290,15 +272,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
       }
       order.subtotal = r.value.subtotal ?? fromNanos(order.currencyCode, subtotal);
       order.total = order.subtotal;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.OrderPriced', {
-            case: 'orderPriced',
-            value: { orderId: id, lines: r.value.lines, subtotal: order.subtotal },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     }
     case 'calculateTax': {
       for (const line of order.lines) {
@@ -308,15 +282,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
       order.taxTotal = r.value.taxTotal;
       const subtotal = order.subtotal ? toNanos(order.subtotal) : orderAmountNanos(order);
       order.total = fromNanos(order.currencyCode, subtotal + toNanos(r.value.taxTotal));
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.TaxCalculated', {
-            case: 'taxCalculated',
-            value: { orderId: id, taxTotal: order.taxTotal, total: order.total },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     }
     case 'checkAvailability':
       if (!r.value.allAvailable) {
@@ -328,7 +294,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
           events: [],
         };
       }
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
     case 'allocateInventory': {
       ctx.allocationId = r.value.allocationId;
       for (const line of order.lines) {
@@ -339,23 +305,10 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
       }
       if (r.value.fullyAllocated) {
         order.state = OrderState.ALLOCATED;
-        return {
-          kind: 'done',
-          events: [
-            ev('o2c.v1.InventoryAllocated', {
-              case: 'inventoryAllocated',
-              value: { orderId: id, allocationId: r.value.allocationId, lines: r.value.lines },
-            }),
-          ],
-        };
+        return { kind: 'done' };
       }
       order.state = OrderState.BACKORDERED;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.Backordered', { case: 'backordered', value: { orderId: id, lines: r.value.lines } }),
-        ],
-      };
+      return { kind: 'done' };
     }
     case 'createSalesOrder': {
       const ref = r.value.salesOrder;
@@ -366,19 +319,11 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
         }
       }
       order.state = OrderState.BOOKED;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.SalesOrderCreated', {
-            case: 'salesOrderCreated',
-            value: { orderId: id, salesOrder: ref },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     }
     case 'releaseFulfillment':
       ctx.shipments = r.value.shipments.map((s) => toJson(ShipmentSchema, s));
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
     case 'getShipment': {
       if (!r.value.dispatched) return { kind: 'not-yet', message: 'not dispatched yet' };
       const shipment = r.value.shipments[0];
@@ -388,41 +333,22 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
       const invoice = r.value.invoice;
       if (invoice) ctx.invoice = toJson(InvoiceSchema, invoice);
       order.state = OrderState.INVOICED;
-      return {
-        kind: 'done',
-        events: [ev('o2c.v1.InvoicePosted', { case: 'invoicePosted', value: { orderId: id, invoice } })],
-      };
+      return { kind: 'done' };
     }
     case 'recordPayment':
       order.state = OrderState.PAID;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.PaymentReceived', {
-            case: 'paymentReceived',
-            value: { orderId: id, payment: r.value.payment },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     case 'getPaymentStatus':
       if (!r.value.paid) return { kind: 'not-yet', message: 'not paid yet' };
       order.state = OrderState.PAID;
-      return {
-        kind: 'done',
-        events: [
-          ev('o2c.v1.PaymentReceived', {
-            case: 'paymentReceived',
-            value: { orderId: id, payment: r.value.payments[0] },
-          }),
-        ],
-      };
+      return { kind: 'done' };
     case 'releaseInventory':
     case 'cancelSalesOrder':
     case 'updateOrderStatus':
     case 'upsertCustomer':
     case 'upsertItem':
     case 'upsertPrice':
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
     default:
       return {
         kind: 'failed',
@@ -437,7 +363,7 @@ export function applyReply(reply: ConnectorReply, order: Order, ctx: StepContext
 function applyDispatch(order: Order, ctx: StepContext, shipment: Shipment | undefined): StepOutcome {
   if (shipment) ctx.shipments = [...(ctx.shipments ?? []), toJson(ShipmentSchema, shipment)];
   order.state = OrderState.SHIPPED;
-  return { kind: 'done', events: [] };
+  return { kind: 'done' };
 }
 
 /**
@@ -452,12 +378,12 @@ export function applyAwaitedEvent(envelope: Envelope, order: Order, ctx: StepCon
     case 'invoicePosted':
       if (p.value.invoice) ctx.invoice = toJson(InvoiceSchema, p.value.invoice);
       order.state = OrderState.INVOICED;
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
     case 'paymentReceived':
       order.state = OrderState.PAID;
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
     default:
-      return { kind: 'done', events: [] };
+      return { kind: 'done' };
   }
 }
 
