@@ -64,8 +64,12 @@ dev: deps ## o2c dev -f examples/distributor/ (order API on 127.0.0.1:8080)
 run-operator: deps envtest ## run the operator against the local API server (or KUBECONFIG)
 	tsx operator/src/dev.ts
 
-bench: bench-api bench-bus bench-operator bench-connectors bench-workflow bench-image ## all benchmarks, then one table: figures, aims, peer, machine
-	tsx bench/summary.ts
+BENCHMARKS := bench-api bench-bus bench-operator bench-connectors bench-workflow bench-image
+
+bench: deps ## all benchmarks (each runs even when one before it failed), then one table: figures, aims, peer, machine
+	@failed=; for b in $(BENCHMARKS); do $(MAKE) --no-print-directory $$b || failed="$$failed $$b"; done; \
+	tsx bench/summary.ts; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed" >&2; exit 1; fi
 
 bench-summary: ## the table of bench/results/*.json: each figure, its aim, the peer, the machine
 	tsx bench/summary.ts

@@ -127,6 +127,7 @@ if (r2 || runs.length) {
       c('duplicated.keysWithTwoOrders') +
       c('duplicated.resubmitsAnsweredAnotherOrder') +
       c('duplicated.completedTwice') +
+      c('paidWithoutLastStepRecord') +
       c('erpSalesOrders.zero') +
       c('erpSalesOrders.moreThanOne') +
       c('erpSalesOrders.forNoAcceptedOrder');

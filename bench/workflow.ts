@@ -18,6 +18,7 @@ import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import amqp from 'amqplib';
 import pg from 'pg';
+import { RetryInfoSchema } from '../runtime/src/api/admission.js';
 import type { QueueSpec } from '../runtime/src/bus/topology.js';
 import { OrderState } from '../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../runtime/src/gen/o2c/v1/order_service_pb.js';
@@ -64,7 +65,16 @@ async function machine() {
   await admin.connect();
   const { rows } = await admin.query<{ server_version: string }>('SHOW server_version');
   await admin.end();
-  const conn = await amqp.connect(BROKER);
+  // A broker that accepts the socket but not the handshake (out of file descriptors) would hang here.
+  const conn = await Promise.race([
+    amqp.connect(BROKER),
+    new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error(`RabbitMQ at ${new URL(BROKER).host} did not open a connection in 15 s`)),
+        15_000,
+      ).unref(),
+    ),
+  ]);
   const props = (conn as unknown as { connection: { serverProperties?: { version?: string } } }).connection
     .serverProperties;
   await conn.close();
@@ -137,6 +147,8 @@ interface Counts {
     /** Orders whose last step succeeded more than once. */
     completedTwice: number;
   };
+  /** PAID orders whose step history lacks the last step's success (what completedTwice reads). */
+  paidWithoutLastStepRecord: number;
   erpSalesOrders: {
     /** Accepted orders with exactly one sales order in the simulated ERP. */
     exactlyOne: number;
@@ -150,6 +162,8 @@ interface Counts {
 
 interface OurRun {
   replicas: number;
+  /** The host's 1, 5 and 15 minute load average as the run started. */
+  loadAverageAtStart: number[];
   submit: SubmitFigures;
   /** Completed orders / seconds from the first submit to the last order PAID. */
   completedOrdersPerSecond: number;
@@ -193,7 +207,14 @@ async function submitAll(clients: ReturnType<typeof createClient<typeof OrderSer
         latencies.push(performance.now() - t0);
         if (err instanceof ConnectError && err.code === Code.Unavailable && attempt < 30) {
           unavailableAnswers++;
-          await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+          // The API's back-pressure names its delay (google.rpc.RetryInfo); a store away does not.
+          const [info] = err.findDetails(RetryInfoSchema) as {
+            retryDelay?: { seconds: bigint; nanos: number };
+          }[];
+          const delayMs = info?.retryDelay
+            ? Number(info.retryDelay.seconds) * 1000 + info.retryDelay.nanos / 1e6
+            : Math.min(1000, 25 * 2 ** attempt);
+          await new Promise((r) => setTimeout(r, delayMs));
           continue;
         }
         errors++;
@@ -237,6 +258,7 @@ async function submitAll(clients: ReturnType<typeof createClient<typeof OrderSer
 }
 
 async function runOurs(replicas: number): Promise<OurRun> {
+  const loadAverageAtStart = loadavg().map((l) => round(l, 2));
   const namespace = `bench-wf-${replicas}r-${Date.now().toString(36)}`;
   const storeUrl = await freshPg(`o2c_bench_workflow_${replicas}r`);
   const connectors = child('bench/connectors-process.ts', { O2C_NAMESPACE: namespace });
@@ -264,7 +286,9 @@ async function runOurs(replicas: number): Promise<OurRun> {
       createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` })),
     );
     await db.connect();
-    console.log(`  ${replicas} replica(s): submitting ${ORDERS} orders over ${ports.length} API(s)...`);
+    console.log(
+      `  ${replicas} replica(s): submitting ${ORDERS} orders over ${ports.length} API(s), load average ${loadAverageAtStart.join(' ')}...`,
+    );
 
     const startedWall = Date.now();
     const startedAt = performance.now();
@@ -305,6 +329,17 @@ async function runOurs(replicas: number): Promise<OurRun> {
         )
       ).rows[0]!.n,
     );
+    // The completedTwice count reads the step history: a PAID order without its last step's success
+    // there means the history no longer says so, and completedTwice would count nothing.
+    const paidWithoutLastStep = Number(
+      (
+        await db.query<{ n: string }>(
+          `SELECT count(*) AS n FROM orders o WHERE o.state = $1 AND NOT EXISTS (SELECT 1 FROM step_executions s
+             WHERE s.order_id = o.id AND s.step = $2 AND s.outcome = 'succeeded')`,
+          [OrderState.PAID, LAST_STEP],
+        )
+      ).rows[0]!.n,
+    );
     connectors.send({ type: 'counts' });
     const sim = await message<SimulatorCounts>(connectors, 'counts');
 
@@ -332,6 +367,7 @@ async function runOurs(replicas: number): Promise<OurRun> {
     const seconds = Math.max(0.001, (lastPaidWall - startedWall) / 1000);
     return {
       replicas,
+      loadAverageAtStart,
       submit: figures,
       completedOrdersPerSecond: round(completed / seconds),
       seconds: round(seconds, 2),
@@ -343,6 +379,7 @@ async function runOurs(replicas: number): Promise<OurRun> {
         completed,
         lost: acceptedIds.size - completed,
         duplicated: { keysWithTwoOrders, resubmitsAnsweredAnotherOrder, completedTwice },
+        paidWithoutLastStepRecord: paidWithoutLastStep,
         erpSalesOrders: {
           exactlyOne,
           zero,
@@ -425,7 +462,7 @@ for (const replicas of REPLICAS) {
     `  ${replicas} replica(s): ${run.completedOrdersPerSecond} completed orders/s (${c.completed} in ${run.seconds} s), cycle p50 ${run.cycleTimeP50Ms} ms p99 ${run.cycleTimeP99Ms} ms; submit ${run.submit.acceptsPerSecond} accepts/s, p50 ${run.submit.p50Ms} ms p99 ${run.submit.p99Ms} ms (${run.submit.calls} calls, ${run.submit.resubmits} resubmits, ${run.submit.unavailableAnswers} Unavailable, ${run.submit.errors} errors${run.submit.firstError ? `: ${run.submit.firstError}` : ''})`,
   );
   console.log(
-    `    accepted ${c.accepted} (stored ${c.stored}), completed ${c.completed}, lost ${c.lost}, duplicated: ${c.duplicated.keysWithTwoOrders} keys with two orders, ${c.duplicated.resubmitsAnsweredAnotherOrder} resubmits answered another order, ${c.duplicated.completedTwice} completed twice; ERP sales orders per order: exactly one ${c.erpSalesOrders.exactlyOne}, zero ${c.erpSalesOrders.zero}, more than one ${c.erpSalesOrders.moreThanOne}, for no accepted order ${c.erpSalesOrders.forNoAcceptedOrder} (${c.erpSalesOrders.createSalesOrderCalls} CreateSalesOrder calls)`,
+    `    accepted ${c.accepted} (stored ${c.stored}), completed ${c.completed}, lost ${c.lost}, duplicated: ${c.duplicated.keysWithTwoOrders} keys with two orders, ${c.duplicated.resubmitsAnsweredAnotherOrder} resubmits answered another order, ${c.duplicated.completedTwice} completed twice (${c.paidWithoutLastStepRecord} PAID without ${LAST_STEP} in the history); ERP sales orders per order: exactly one ${c.erpSalesOrders.exactlyOne}, zero ${c.erpSalesOrders.zero}, more than one ${c.erpSalesOrders.moreThanOne}, for no accepted order ${c.erpSalesOrders.forNoAcceptedOrder} (${c.erpSalesOrders.createSalesOrderCalls} CreateSalesOrder calls)`,
   );
 }
 
@@ -486,6 +523,7 @@ const broken = runs.filter(
     r.counts.duplicated.keysWithTwoOrders > 0 ||
     r.counts.duplicated.resubmitsAnsweredAnotherOrder > 0 ||
     r.counts.duplicated.completedTwice > 0 ||
+    r.counts.paidWithoutLastStepRecord > 0 ||
     r.counts.erpSalesOrders.zero > 0 ||
     r.counts.erpSalesOrders.moreThanOne > 0 ||
     r.counts.erpSalesOrders.forNoAcceptedOrder > 0,
