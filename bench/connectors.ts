@@ -230,6 +230,7 @@ async function throughBroker(count: number, storeKind: 'none' | 'postgres' = 'no
   );
   const publisher = new ConfirmPublisher(bus, { maxUnconfirmed: 500 });
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: count }, async (_, i) => {
       const m = commandMessage({
@@ -252,8 +253,11 @@ async function throughBroker(count: number, storeKind: 'none' | 'postgres' = 'no
       });
     }),
   );
-  await Promise.race([finished, new Promise((r) => setTimeout(r, 120_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([finished, new Promise((r) => (timer = setTimeout(r, 120_000)))]);
+  clearTimeout(timer);
   const elapsed = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   latencies.sort((a, b) => a - b);
   await role.stop();
   await store?.close();
@@ -267,6 +271,8 @@ async function throughBroker(count: number, storeKind: 'none' | 'postgres' = 'no
     replies: latencies.length,
     salesOrdersCreated: driver.salesOrderCount(),
     commandsPerSecond: Math.round(latencies.length / elapsed),
+    // This process's CPU (the role, and the bench's own publisher and reply consumer) per command.
+    cpuMsPerCommand: Math.round(((cpu.user + cpu.system) / 1000 / count) * 1000) / 1000,
     roundTripMs: {
       p50: percentile(latencies, 50),
       p95: percentile(latencies, 95),

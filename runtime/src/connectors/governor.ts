@@ -287,17 +287,20 @@ export class Governor {
 
   private withTimeout<T>(call: (signal: AbortSignal) => Promise<T>, outer?: AbortSignal): Promise<T> {
     const controller = new AbortController();
-    const timeout = new ConnectorFailure(ErrorClass.TIMEOUT, `no answer within ${this.limits.timeoutMs} ms`, {
-      code: 'TIMEOUT',
-    });
+    // Built only when the timer fires: an Error captures a stack, too dear to make for every call.
+    let timeout: ConnectorFailure | undefined;
+    const timedOut = () =>
+      (timeout ??= new ConnectorFailure(ErrorClass.TIMEOUT, `no answer within ${this.limits.timeoutMs} ms`, {
+        code: 'TIMEOUT',
+      }));
     return new Promise<T>((resolve, reject) => {
       const onOuterAbort = () => {
         controller.abort(outer?.reason);
         finish(() => reject(outer?.reason));
       };
       const handle = this.clock.setTimeout(() => {
-        controller.abort(timeout);
-        finish(() => reject(timeout));
+        controller.abort(timedOut());
+        finish(() => reject(timedOut()));
       }, this.limits.timeoutMs);
       let done = false;
       const finish = (settle: () => void) => {
@@ -312,7 +315,7 @@ export class Governor {
       // A driver that ignores the signal still gets cut off: the race settles on the timer.
       call(controller.signal).then(
         (v) => finish(() => resolve(v)),
-        (e) => finish(() => reject(controller.signal.aborted && !outer?.aborted ? timeout : e)),
+        (e) => finish(() => reject(controller.signal.aborted && !outer?.aborted ? timedOut() : e)),
       );
     });
   }
