@@ -1,6 +1,7 @@
 // `make bench-bus`: RabbitMQ figures for the event backbone with persistent 1 KB protobuf envelopes
-// on quorum queues: confirmed publishes/s, consumes/s, and publish -> consume -> inbox dedupe on
-// PostgreSQL -> ack with end-to-end latency. Writes bench/results/bus.json. Figures, not pass/fail.
+// on quorum queues: confirmed publishes/s, consumes/s, deduplicated consumes (inbox on PostgreSQL,
+// batched and one by one), the outbox relay, and publish -> consume -> inbox dedupe -> ack with
+// end-to-end latency. Writes bench/results/bus.json. Figures with their aims, not pass/fail.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -16,12 +17,14 @@ import {
   deleteQueueTopology,
   EVENT_LOG_STREAM,
   EVENTS_EXCHANGE,
+  handleBatchOnce,
   handleOnce,
   type QueueSpec,
   queueName,
 } from '../runtime/src/bus/index.js';
 import { type Envelope, EnvelopeSchema } from '../runtime/src/gen/o2c/v1/events_pb.js';
-import { openStore } from '../runtime/src/store/index.js';
+import { OutboxRelay } from '../runtime/src/outbox/relay.js';
+import { openStore, type Store, type Tx } from '../runtime/src/store/index.js';
 
 const AMQP_URL = process.env.O2C_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -29,6 +32,14 @@ const DB = 'o2c_bench_bus';
 const N_PUBLISH = Number(process.env.BENCH_BUS_MESSAGES ?? 50_000);
 const N_E2E = Number(process.env.BENCH_BUS_E2E_MESSAGES ?? 10_000);
 const N_INBOX = Number(process.env.BENCH_BUS_INBOX_MESSAGES ?? 20_000);
+const N_INBOX_ONE_BY_ONE = Number(process.env.BENCH_BUS_INBOX_ONE_BY_ONE_MESSAGES ?? 5_000);
+const N_RELAY = Number(process.env.BENCH_BUS_RELAY_MESSAGES ?? 20_000);
+/** Outbox rows per ordering key in the relay run: a ten-step order writes about ten. */
+const RELAY_ROWS_PER_KEY = 10;
+const MAX_UNCONFIRMED = 2_000;
+const INBOX_PREFETCH = 500;
+const INBOX_BATCH = 250;
+const AIMS = { confirmedPublishesPerSecond: 20_000, deduplicatedConsumesPerSecond: 5_000 };
 /** Offered load of the latency run: below the deduplicated consume capacity, so latency is not queueing. */
 const E2E_RATE = Number(process.env.BENCH_BUS_E2E_RATE ?? 1_000);
 const RUN = randomBytes(3).toString('hex');
@@ -84,6 +95,20 @@ async function publishAll(
   await Promise.all(workers);
 }
 
+/** The effect rows of a batch's fresh deliveries, one statement. */
+async function insertEffects(tx: Tx, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const rows = ids.map((_, i) => `($${i + 1})`).join(', ');
+  await tx.execute(`INSERT INTO bench_effects (message_id) VALUES ${rows}`, ids);
+}
+
+async function unsentOutboxRows(store: Store): Promise<number> {
+  const [row] = await store.transaction((tx) =>
+    tx.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL'),
+  );
+  return Number(row?.n ?? 0);
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
@@ -91,6 +116,7 @@ function percentile(sorted: number[], p: number): number {
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 async function main(): Promise<void> {
+  const loadAtStart = loadavg().map((x) => round(x, 2));
   const admin = new pg.Client({ connectionString: PG_ADMIN });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
@@ -115,7 +141,7 @@ async function main(): Promise<void> {
       return ok;
     })
     .catch(() => false);
-  const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: 2_000 });
+  const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: MAX_UNCONFIRMED });
   const specs: QueueSpec[] = [];
   const aSpec = (purpose: string): QueueSpec => {
     const spec: QueueSpec = {
@@ -160,11 +186,13 @@ async function main(): Promise<void> {
     await drain.stop();
     console.log(`consume-only: ${N_PUBLISH} in ${consumeSeconds.toFixed(2)} s`);
 
-    // 3. deduplicated consume: drain a pre-filled queue through the inbox on PostgreSQL.
+    // 3. deduplicated consume: drain a pre-filled queue through the inbox on PostgreSQL, a batch of
+    // deliveries per transaction (claimInboxMany + one effect insert), acks coalesced.
     const inbox = aSpec('inbox');
     await conn.declare(inbox);
     await publishAll(publisher, N_INBOX, `bench.${RUN}.inbox`);
     let deduped = 0;
+    let batches = 0;
     let dedupedAll!: () => void;
     const dedupeDone = new Promise<void>((r) => {
       dedupedAll = r;
@@ -172,14 +200,24 @@ async function main(): Promise<void> {
     const inboxConsumer = new Consumer({
       connection: conn,
       spec: inbox,
-      prefetch: 200,
+      prefetch: INBOX_PREFETCH,
+      batchMaxSize: INBOX_BATCH,
       declare: false,
-      handler: async (d: Delivery) => {
-        await handleOnce(store, 'bench-inbox', d.envelope, (tx) =>
-          tx.execute('INSERT INTO bench_effects (message_id) VALUES ($1)', [d.envelope.id]),
+      batchHandler: async (ds: Delivery[]) => {
+        batches++;
+        await handleBatchOnce(
+          store,
+          'bench-inbox',
+          ds.map((d) => d.envelope),
+          (tx, fresh) =>
+            insertEffects(
+              tx,
+              ds.filter((_, i) => fresh[i]).map((d) => d.envelope.id),
+            ),
         );
-        if (++deduped === N_INBOX) dedupedAll();
-        return 'ack';
+        deduped += ds.length;
+        if (deduped === N_INBOX) dedupedAll();
+        return ds.map(() => 'ack' as const);
       },
     });
     t0 = performance.now();
@@ -187,7 +225,74 @@ async function main(): Promise<void> {
     await dedupeDone;
     const inboxSeconds = (performance.now() - t0) / 1000;
     await inboxConsumer.stop();
-    console.log(`consume with inbox: ${N_INBOX} in ${inboxSeconds.toFixed(2)} s`);
+    console.log(
+      `consume with inbox, batched: ${N_INBOX} in ${inboxSeconds.toFixed(2)} s (${batches} batches)`,
+    );
+
+    // 3b. the same one delivery per transaction (handleOnce), for comparison.
+    const single = aSpec('inbox1');
+    await conn.declare(single);
+    await publishAll(publisher, N_INBOX_ONE_BY_ONE, `bench.${RUN}.inbox1`);
+    let singles = 0;
+    let singlesAll!: () => void;
+    const singlesDone = new Promise<void>((r) => {
+      singlesAll = r;
+    });
+    const singleConsumer = new Consumer({
+      connection: conn,
+      spec: single,
+      prefetch: 200,
+      declare: false,
+      handler: async (d: Delivery) => {
+        await handleOnce(store, 'bench-inbox1', d.envelope, (tx) => insertEffects(tx, [d.envelope.id]));
+        if (++singles === N_INBOX_ONE_BY_ONE) singlesAll();
+        return 'ack';
+      },
+    });
+    t0 = performance.now();
+    await singleConsumer.start();
+    await singlesDone;
+    const singleSeconds = (performance.now() - t0) / 1000;
+    await singleConsumer.stop();
+    console.log(`consume with inbox, one by one: ${N_INBOX_ONE_BY_ONE} in ${singleSeconds.toFixed(2)} s`);
+
+    // 3c. the outbox relay: rows committed to the outbox, published with confirms, marked sent.
+    const relaySpec = aSpec('relay');
+    await conn.declare(relaySpec);
+    const relayKey = `bench.${RUN}.relay`;
+    const relayIds: string[] = [];
+    for (let start = 0; start < N_RELAY; start += 1_000) {
+      await store.transaction((tx) =>
+        tx.enqueueOutbox(
+          Array.from({ length: Math.min(1_000, N_RELAY - start) }, (_, i) => {
+            const env = anEnvelope(relayKey);
+            relayIds.push(env.id);
+            return {
+              id: env.id,
+              exchange: EVENTS_EXCHANGE,
+              routingKey: relayKey,
+              body: toBinary(EnvelopeSchema, env),
+              type: relayKey,
+              correlationId: env.correlationId,
+              orderingKey: `order-${Math.floor((start + i) / RELAY_ROWS_PER_KEY)}`,
+              headers: { traceparent: env.traceparent },
+            };
+          }),
+        ),
+      );
+    }
+    const relay = new OutboxRelay({ store, publisher, logger, pollMs: 20 });
+    t0 = performance.now();
+    relay.start();
+    while ((await unsentOutboxRows(store)) > 0) await new Promise((r) => setTimeout(r, 20));
+    const relaySeconds = (performance.now() - t0) / 1000;
+    await relay.stop();
+    const relayed = await conn.createChannel().then(async (ch) => {
+      const n = (await ch.checkQueue(relaySpec.name)).messageCount;
+      await ch.close().catch(() => {});
+      return n;
+    });
+    console.log(`outbox relay: ${N_RELAY} in ${relaySeconds.toFixed(2)} s (${relayed} in the queue)`);
 
     // 4. publish -> consume -> inbox claim + effect row in one PostgreSQL transaction -> ack.
     const e2e = aSpec('e2e');
@@ -201,15 +306,27 @@ async function main(): Promise<void> {
     const consumer = new Consumer({
       connection: conn,
       spec: e2e,
-      prefetch: 200,
-      handler: async (d: Delivery) => {
-        await handleOnce(store, 'bench', d.envelope, (tx) =>
-          tx.execute('INSERT INTO bench_effects (message_id) VALUES ($1)', [d.envelope.id]),
+      prefetch: INBOX_PREFETCH,
+      batchMaxSize: INBOX_BATCH,
+      batchHandler: async (ds: Delivery[]) => {
+        await handleBatchOnce(
+          store,
+          'bench',
+          ds.map((d) => d.envelope),
+          (tx, fresh) =>
+            insertEffects(
+              tx,
+              ds.filter((_, i) => fresh[i]).map((d) => d.envelope.id),
+            ),
         );
-        const start = sentAt.get(d.envelope.id);
-        if (start !== undefined) latencies.push(performance.now() - start);
-        if (++handled === N_E2E) finished();
-        return 'ack';
+        const now = performance.now();
+        for (const d of ds) {
+          const start = sentAt.get(d.envelope.id);
+          if (start !== undefined) latencies.push(now - start);
+        }
+        handled += ds.length;
+        if (handled === N_E2E) finished();
+        return ds.map(() => 'ack' as const);
       },
     });
     await consumer.start();
@@ -226,6 +343,8 @@ async function main(): Promise<void> {
     await consumer.stop();
     latencies.sort((a, b) => a - b);
 
+    const publishRate = Math.round(N_PUBLISH / publishSeconds);
+    const dedupeRate = Math.round(N_INBOX / inboxSeconds);
     const result = {
       benchmark: 'bus',
       date: new Date().toISOString(),
@@ -237,7 +356,9 @@ async function main(): Promise<void> {
         rabbitmq: brokerVersion,
         postgres: pgVersion,
         note: 'broker, database and client on the same 2-core machine',
+        loadAverageAtStart: loadAtStart,
       },
+      aims: AIMS,
       message: {
         encodedEnvelopeBytes: size,
         persistent: true,
@@ -247,8 +368,9 @@ async function main(): Promise<void> {
       publishOnly: {
         messages: N_PUBLISH,
         seconds: round(publishSeconds, 2),
-        msgsPerSecond: Math.round(N_PUBLISH / publishSeconds),
-        maxUnconfirmed: 2_000,
+        msgsPerSecond: publishRate,
+        maxUnconfirmed: MAX_UNCONFIRMED,
+        aim: AIMS.confirmedPublishesPerSecond,
       },
       consumeOnly: {
         messages: N_PUBLISH,
@@ -259,10 +381,29 @@ async function main(): Promise<void> {
       consumeWithInboxOnPostgres: {
         messages: N_INBOX,
         seconds: round(inboxSeconds, 2),
-        msgsPerSecond: Math.round(N_INBOX / inboxSeconds),
+        msgsPerSecond: dedupeRate,
+        prefetch: INBOX_PREFETCH,
+        batchMaxSize: INBOX_BATCH,
+        batches,
+        postgresPool: 16,
+        aim: AIMS.deduplicatedConsumesPerSecond,
+        note: 'pre-filled queue; a batch of deliveries per transaction (batchHandler + handleBatchOnce: one claimInboxMany, one effect insert); coalesced acks after commit',
+      },
+      consumeWithInboxOnPostgresOneByOne: {
+        messages: N_INBOX_ONE_BY_ONE,
+        seconds: round(singleSeconds, 2),
+        msgsPerSecond: Math.round(N_INBOX_ONE_BY_ONE / singleSeconds),
         prefetch: 200,
         postgresPool: 16,
-        note: 'pre-filled queue; one transaction per message: inbox claim + effect row; ack after commit',
+        note: 'pre-filled queue; one transaction per message (handler + handleOnce): inbox claim + effect row; ack after commit',
+      },
+      outboxRelay: {
+        messages: N_RELAY,
+        rowsPerOrderingKey: RELAY_ROWS_PER_KEY,
+        seconds: round(relaySeconds, 2),
+        msgsPerSecond: Math.round(N_RELAY / relaySeconds),
+        confirmedInQueue: relayed,
+        note: 'committed outbox rows -> confirmed publishes (per-key order kept) -> marked sent',
       },
       publishConsumeInboxAck: {
         messages: N_E2E,
@@ -270,14 +411,31 @@ async function main(): Promise<void> {
         seconds: round(e2eSeconds, 2),
         msgsPerSecond: Math.round(N_E2E / e2eSeconds),
         latencyMs: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)) },
-        prefetch: 200,
+        prefetch: INBOX_PREFETCH,
+        batchMaxSize: INBOX_BATCH,
         postgresPool: 16,
-        note: 'paced publishing; latency from publish call to commit of the handler transaction (before the ack)',
+        note: 'paced publishing; batch handler; latency from publish call to commit of the handler transaction (before the ack)',
       },
       loadAverageAtEnd: loadavg().map((x) => round(x, 2)),
     };
     writeFileSync(new URL('./results/bus.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result, null, 2));
+    const machine = `${result.machine.cores} cores (${result.machine.cpu}), RabbitMQ ${brokerVersion} and PostgreSQL ${pgVersion} on the same host, load ${loadAtStart.join(' ')} at start`;
+    const line = (label: string, value: number, aim?: number) =>
+      console.log(
+        `${label.padEnd(44)} ${String(value).padStart(7)}/s${aim ? `   aim >= ${aim.toLocaleString('en')}/s ${value >= aim ? 'met' : 'not met'}` : ''}`,
+      );
+    console.log(
+      `\nbus figures on ${machine}; ~${size} B persistent envelopes on quorum queues${logBound ? ', each also appended to the event log stream' : ''}`,
+    );
+    line('confirmed publishes', publishRate, AIMS.confirmedPublishesPerSecond);
+    line('consumes (ack only)', result.consumeOnly.msgsPerSecond);
+    line('deduplicated consumes (batched inbox)', dedupeRate, AIMS.deduplicatedConsumesPerSecond);
+    line('deduplicated consumes (one by one)', result.consumeWithInboxOnPostgresOneByOne.msgsPerSecond);
+    line('outbox relay', result.outboxRelay.msgsPerSecond);
+    console.log(
+      `${'publish -> dedupe -> commit latency'.padEnd(44)} p50 ${result.publishConsumeInboxAck.latencyMs.p50} ms, p99 ${result.publishConsumeInboxAck.latencyMs.p99} ms at ${E2E_RATE}/s offered`,
+    );
   } finally {
     for (const spec of specs) await deleteQueueTopology(conn.model!, spec).catch(() => {});
     await publisher.close();

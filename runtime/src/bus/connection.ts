@@ -185,7 +185,11 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
     if (this.closing) return;
     let model: ChannelModel;
     try {
-      model = await amqp.connect(this.url, { clientProperties: { connection_name: this.name } });
+      // Writes are coalesced per turn (coalesceWrites), so Nagle's algorithm would only add delay.
+      model = await amqp.connect(this.url, {
+        noDelay: true,
+        clientProperties: { connection_name: this.name },
+      });
     } catch (err) {
       this.scheduleReconnect(err as Error);
       return;
@@ -194,6 +198,7 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
       await model.close().catch(() => {});
       return;
     }
+    coalesceWrites(model);
     const generation = ++this.generation;
     model.on('error', (err: Error) => this.logger.warn({ err }, 'connection error'));
     model.on('close', (err?: Error) => this.onClose(model, err));
@@ -251,6 +256,36 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
     this.emit('reconnecting', { attempt: this.attempt, delayMs, error });
     this.timer = setTimeout(() => void this.connect(), delayMs);
   }
+}
+
+/** The parts of amqplib's connection `coalesceWrites` reaches into (not in its typings). */
+interface AmqplibMux {
+  out?: { cork?: () => void; uncork?: () => void };
+  _readIncoming?: () => void;
+}
+
+/**
+ * amqplib writes every frame to the socket on its own: one syscall, and without Nagle one TCP
+ * segment, per publish and per ack. Its muxer drains all channels' frames in one pass per turn of
+ * the event loop; corking the socket around that pass turns the pass into one `writev`. Leaves the
+ * connection as it is when amqplib's internals are not the expected ones.
+ */
+export function coalesceWrites(model: ChannelModel): boolean {
+  const mux = (model.connection as unknown as { muxer?: AmqplibMux }).muxer;
+  const out = mux?.out;
+  const pass = mux?._readIncoming;
+  if (!mux || !out?.cork || !out.uncork || typeof pass !== 'function') return false;
+  const cork = out.cork.bind(out);
+  const uncork = out.uncork.bind(out);
+  mux._readIncoming = function corkedPass(this: AmqplibMux) {
+    cork();
+    try {
+      pass.call(this);
+    } finally {
+      uncork();
+    }
+  };
+  return true;
 }
 
 function withDefaultHeartbeat(url: string): string {

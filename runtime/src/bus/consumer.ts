@@ -124,6 +124,9 @@ export class Consumer {
   private readonly accepts: readonly string[] | undefined;
   private readonly prefetch: number;
   private readonly metrics: BusMetrics;
+  /** The per-delivery metrics, their labels bound once. */
+  private readonly consumedCounter: { inc(): void };
+  private readonly ackedSeconds: { observe(seconds: number): void };
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -153,6 +156,8 @@ export class Consumer {
     this.batchMaxSize = Math.max(1, options.batchMaxSize ?? this.prefetch);
     this.declareTopology = options.declare ?? true;
     this.metrics = busMetrics(options.registry);
+    this.consumedCounter = this.metrics.consumed.labels(options.spec.name);
+    this.ackedSeconds = this.metrics.handlerSeconds.labels(options.spec.name, 'ack');
     this.logger = options.connection.logger.child({ queue: options.spec.name });
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
@@ -287,6 +292,8 @@ export class Consumer {
     att.batchFlushScheduled = false;
     if (att.collected.length === 0) return;
     const items = att.collected.splice(0);
+    // Deliveries of a channel that closed meanwhile are redelivered elsewhere: not handled twice here.
+    if (att.channel.isClosed) return;
     this.track(this.handleBatch(att, items));
   }
 
@@ -318,7 +325,7 @@ export class Consumer {
   }
 
   private decode(queue: string, msg: ConsumeMessage): Decoded {
-    this.metrics.consumed.inc({ queue: this.spec.name });
+    this.consumedCounter.inc();
     const headers = { ...(msg.properties.headers ?? {}) };
     const decoded = decodeEnvelope(
       { body: msg.content, messageId: msg.properties.messageId, type: msg.properties.type },
@@ -421,11 +428,13 @@ export class Consumer {
   }
 
   private observe(outcome: HandlerOutcome, started: number): void {
-    const label = outcome === 'ack' ? 'ack' : 'retry' in outcome ? 'retry' : 'fail';
-    this.metrics.handlerSeconds.observe(
-      { queue: this.spec.name, outcome: label },
-      (performance.now() - started) / 1000,
-    );
+    const seconds = (performance.now() - started) / 1000;
+    if (outcome === 'ack') this.ackedSeconds.observe(seconds);
+    else
+      this.metrics.handlerSeconds.observe(
+        { queue: this.spec.name, outcome: 'retry' in outcome ? 'retry' : 'fail' },
+        seconds,
+      );
   }
 
   /**

@@ -16,6 +16,8 @@ export interface OutboxPublisher {
     messageId: string;
     type: string;
     correlationId: string;
+    /** Partitions ordered queues (the consistent-hash header), so one key's rows stay in one partition. */
+    orderingKey?: string;
     headers?: Record<string, string>;
   }): Promise<void>;
 }
@@ -25,6 +27,11 @@ export interface OutboxRelayOptions {
   publisher: OutboxPublisher;
   logger: Logger;
   registry?: Registry;
+  /**
+   * Rows read per batch; default 5,000. Rows of one ordering key are published one after the other
+   * (each after the previous one's confirm), rows of different keys concurrently: a big batch keeps
+   * many keys in flight, so confirms overlap instead of being waited for one key at a time.
+   */
   batchSize?: number;
   /** How often to look for rows when nobody woke the relay. */
   pollMs?: number;
@@ -37,6 +44,8 @@ export interface OutboxRelayOptions {
   /** Sent rows older than this are deleted. */
   retentionMs?: number;
 }
+
+const DEFAULT_BATCH_SIZE = 5_000;
 
 /** Groups rows by ordering key, keeping write order inside each group. */
 export function chainsByKey(rows: OutboxRow[]): OutboxRow[][] {
@@ -154,7 +163,7 @@ export class OutboxRelay {
   /** Publishes one batch; returns how many rows were confirmed, or -1 when some failed. */
   async relayBatch(): Promise<number> {
     const { store, publisher, logger } = this.options;
-    const rows = await store.pendingOutbox(this.options.batchSize ?? 500);
+    const rows = await store.pendingOutbox(this.options.batchSize ?? DEFAULT_BATCH_SIZE);
     if (rows.length === 0) {
       await this.purgeOld();
       return 0;
@@ -173,6 +182,7 @@ export class OutboxRelay {
               messageId: row.id,
               type: row.type,
               correlationId: row.correlationId,
+              orderingKey: row.orderingKey,
               headers: row.headers,
             });
             confirmed.push(row.seq);
