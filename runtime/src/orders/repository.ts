@@ -8,6 +8,7 @@ import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import { classifyStoreError, nothingWritten } from '../store/errors.js';
 import type { PostgresStore } from '../store/postgres.js';
+import { headersText, OUTBOX_INSERT_COLUMNS } from '../store/sql-common.js';
 import type { OutboxMessage, SqlParam, Store, Tx } from '../store/types.js';
 import { buildEnvelope, type EnvelopePayload, EventType, envelopeToOutbox } from './envelope.js';
 import { GroupCommit, type Outcome } from './group-commit.js';
@@ -138,12 +139,9 @@ interface PreparedSubmit extends SubmitAttempt {
   outbox: OutboxMessage;
 }
 
-const OUTBOX_COLUMNS =
-  'id, exchange, routing_key, type, correlation_id, ordering_key, headers, body, created_at';
 /** The OrderSubmitted outbox row of a submit, then the id of the order it belongs to. */
 function outboxValues(w: PreparedSubmit): SqlParam[] {
   const m = w.outbox;
-  const headers = m.headers ? JSON.stringify(m.headers) : null;
   return [
     m.id,
     m.exchange,
@@ -151,7 +149,7 @@ function outboxValues(w: PreparedSubmit): SqlParam[] {
     m.type,
     m.correlationId,
     m.orderingKey,
-    headers,
+    headersText(m),
     m.body,
     w.now,
     w.order.id,
@@ -342,8 +340,8 @@ export class OrderRepository {
       const eventRows = writers.map((w) => placeholders(outboxValues(w), OUTBOX_VALUE_CASTS)).join(', ');
       const rows = await (this.store as PostgresStore).statement<{ id: string }>(
         `WITH ins AS (${insertOrders}), ob AS (
-           INSERT INTO outbox (${OUTBOX_COLUMNS})
-           SELECT ${OUTBOX_COLUMNS.replace(/(\w+)/g, 'v.$1')} FROM (VALUES ${eventRows}) AS v (${OUTBOX_COLUMNS}, order_id)
+           INSERT INTO outbox (${OUTBOX_INSERT_COLUMNS})
+           SELECT ${OUTBOX_INSERT_COLUMNS.replace(/(\w+)/g, 'v.$1')} FROM (VALUES ${eventRows}) AS v (${OUTBOX_INSERT_COLUMNS}, order_id)
            JOIN ins ON ins.id = v.order_id RETURNING seq
          )
          SELECT id FROM ins`,
