@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { EVENTS_EXCHANGE, eventRoutingKey } from '../bus/addressing.js';
+import { freshClaims } from '../bus/consumer.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import type { OutboxMessage, Store, Tx } from '../store/types.js';
 
@@ -81,11 +82,13 @@ export function storeOriginator(o: OriginatorOptions): OriginateEvents {
   return async (events, alsoInTx) => {
     const written = await o.store.transaction(async (tx) => {
       const now = o.now();
-      const fresh: OutboxMessage[] = [];
-      for (const e of events) {
-        const message = originatedMessage(o.source, e, now);
-        if (await tx.claimInbox(o.consumer, message.id)) fresh.push(message);
-      }
+      const messages = events.map((e) => originatedMessage(o.source, e, now));
+      const claimed = await tx.claimInboxMany(
+        o.consumer,
+        messages.map((m) => m.id),
+      );
+      const isFresh = freshClaims(messages, claimed);
+      const fresh = messages.filter((_, i) => isFresh[i]);
       if (fresh.length > 0) await tx.enqueueOutbox(fresh);
       await alsoInTx?.(tx);
       return fresh;

@@ -19,7 +19,8 @@ import { type CredentialSource, FileCredentials, StaticCredentials } from './cre
 import { type ConnectorDriver, ConnectorFailure } from './driver.js';
 import { createDriver } from './drivers.js';
 import { Governor } from './governor.js';
-import type { OriginateEvents } from './origination.js';
+import { GroupCommit } from './group-commit.js';
+import type { OriginatedEvent, OriginateEvents } from './origination.js';
 import {
   type CommandDelivery,
   type CommandOutcome,
@@ -171,29 +172,26 @@ export async function startConnectorRole(options: ConnectorRoleOptions): Promise
   } else if (driver instanceof SimulatorDriver) {
     // A change the simulator made must reach the outbox: while the store is unreachable the write is
     // retried with the runtime's backoff (the event id comes from the change, so a repeat is a no-op).
-    driver.onChange((change) => {
-      void (async () => {
-        const events = [simulatorEvent(driver.system, change)];
-        for (let attempt = 1; ; attempt++) {
-          try {
-            await runtime.originate(events);
-            return;
-          } catch (err) {
-            if (stopping.aborted) {
-              log.error({ err, orderId: change.orderId }, 'stopping: a simulator change was not written');
-              return;
-            }
-            log.warn(
-              { err, orderId: change.orderId, attempt },
-              'writing a simulator change failed; retrying',
-            );
-            await sleep(backoffDelayMs(ORIGINATE_BACKOFF, attempt), undefined, { signal: stopping }).catch(
-              () => undefined,
-            );
+    // Changes made while a write runs go together in the next one.
+    const changes = new GroupCommit<OriginatedEvent, undefined>(async (events) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await runtime.originate(events);
+          return events.map(() => undefined);
+        } catch (err) {
+          const orderIds = events.map((e) => e.subject);
+          if (stopping.aborted) {
+            log.error({ err, orderIds }, 'stopping: simulator changes were not written');
+            return events.map(() => undefined);
           }
+          log.warn({ err, orderIds, attempt }, 'writing simulator changes failed; retrying');
+          await sleep(backoffDelayMs(ORIGINATE_BACKOFF, attempt), undefined, { signal: stopping }).catch(
+            () => undefined,
+          );
         }
-      })();
+      }
     });
+    driver.onChange((change) => void changes.submit(simulatorEvent(driver.system, change)));
   }
 
   const retry = options.retry ?? DEFAULT_RETRY_POLICY;
