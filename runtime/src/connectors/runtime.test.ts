@@ -262,4 +262,30 @@ describe('ConnectorRuntime with a store, a delivery batch at once', () => {
     expect(await done).toEqual(['replied', 'replied', 'replied']);
     expect(published).toHaveLength(3);
   });
+
+  it('lets no call of a batch through once the circuit opened: the rest fail fast for the bus to retry', async () => {
+    const driver = new SimulatorDriver({ failureRate: 1 });
+    const published: OutboxMessage[] = [];
+    const runtime = new ConnectorRuntime({
+      config: {
+        name: 'erp',
+        system: 'erp',
+        driver: 'simulator',
+        owns: ['order'],
+        limits: { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 1 },
+        circuitBreaker: { consecutiveFailures: 2, openFor: '30s' },
+      },
+      driver,
+      publisher: { publish: async (m) => void published.push(m) },
+    });
+    const outcomes = await runtime.handleEnvelopes(
+      Array.from({ length: 5 }, (_, i) => ({ envelope: orderCommand(`o-${i}`) })),
+    );
+    const codes = outcomes.map((o) =>
+      typeof o === 'object' && o.error instanceof ConnectorFailure ? o.error.code : o,
+    );
+    expect(codes).toEqual(['SIMULATED', 'SIMULATED', 'CIRCUIT_OPEN', 'CIRCUIT_OPEN', 'CIRCUIT_OPEN']);
+    expect(driver.callCounts.get('createSalesOrder')).toBe(2);
+    expect(published).toHaveLength(0);
+  });
 });
