@@ -63,7 +63,9 @@ async function freshPg(name: string): Promise<string> {
 async function machine() {
   const admin = new pg.Client({ connectionString: PG_ADMIN });
   await admin.connect();
-  const { rows } = await admin.query<{ server_version: string }>('SHOW server_version');
+  const setting = async (name: string) =>
+    Object.values((await admin.query(`SHOW ${name}`)).rows[0] ?? {})[0] as string | undefined;
+  const postgres = `${await setting('server_version')} (synchronous_commit=${await setting('synchronous_commit')}, fsync=${await setting('fsync')})`;
   await admin.end();
   // A broker that accepts the socket but not the handshake (out of file descriptors) would hang here.
   const conn = await Promise.race([
@@ -83,7 +85,7 @@ async function machine() {
     cpu: cpus()[0]?.model ?? 'unknown cpu',
     memoryGiB: round(totalmem() / 2 ** 30),
     node: process.version,
-    postgres: rows[0]?.server_version ?? 'unknown',
+    postgres,
     rabbitmq: props?.version ?? 'unknown',
     note: 'broker, database, connectors, workflow replicas, the Temporal peer and the client on the same host',
   };
@@ -409,6 +411,7 @@ interface PeerRun {
   completed: number;
   seconds: number;
   completedOrdersPerSecond: number;
+  loadAverageAtStart?: number[];
 }
 
 /** The Temporal peer on one store, in a process of its own; its figures or why it could not run. */
@@ -416,6 +419,7 @@ async function runPeer(
   bin: string,
   store: 'sqlite' | 'memory',
 ): Promise<PeerRun | { store: string; error: string }> {
+  const loadAverageAtStart = loadavg().map((l) => round(l, 2));
   const p = spawn(process.execPath, ['--import', 'tsx', 'bench/peer/temporal/bench.ts'], {
     env: {
       ...process.env,
@@ -435,7 +439,7 @@ async function runPeer(
   });
   const code = await new Promise<number | null>((r) => p.once('exit', r));
   const last = out.trim().split('\n').at(-1) ?? '';
-  if (code === 0 && last.startsWith('{')) return JSON.parse(last) as PeerRun;
+  if (code === 0 && last.startsWith('{')) return { ...(JSON.parse(last) as PeerRun), loadAverageAtStart };
   return { store, error: `exit ${code}: ${(err.trim() || out.trim()).split('\n').slice(-5).join(' | ')}` };
 }
 
