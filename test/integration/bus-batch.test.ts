@@ -229,6 +229,7 @@ describe('batch consumer', () => {
       prefetch: 50,
       batchHandler: async (ds) => {
         calls.push({ ids: ds.map((d) => d.envelope.id), attempts: ds.map((d) => d.attempt) });
+        const throwing = calls.length === 1; // decided now: batches run concurrently
         await handleBatchOnce(
           store,
           'throws',
@@ -241,7 +242,7 @@ describe('batch consumer', () => {
                   d.envelope.id,
                 ]);
             }
-            if (calls.length === 1) throw new Error('the database connection broke mid-batch');
+            if (throwing) throw new Error('the database connection broke mid-batch');
           },
         );
         return ds.map(() => 'ack' as const);
@@ -353,6 +354,10 @@ describe('batch consumer', () => {
     expect(batches).toBeLessThan(published.length / 2);
     // An ack of a tag already acked would have closed the channel with PRECONDITION_FAILED.
     expect(logLines.slice(linesBefore).filter((l) => /channel error|PRECONDITION/.test(l))).toEqual([]);
+  });
+
+  it("corks the connection's socket writes per turn (the amqplib internals it relies on are there)", () => {
+    expect(conn.writesCoalesced).toBe(true);
   });
 
   it('refuses a batch handler on an ordered spec, and a consumer with neither or both handlers', () => {

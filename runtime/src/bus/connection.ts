@@ -49,6 +49,7 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
   private closing = false;
   private started = false;
   private isBlocked = false;
+  private coalesced = false;
   private attempt = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Resolves waiters for the next successful (re)connect. */
@@ -67,6 +68,11 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
 
   get connected(): boolean {
     return this.current !== undefined;
+  }
+
+  /** Whether the live connection's socket writes are corked per muxer pass (see coalesceWrites). */
+  get writesCoalesced(): boolean {
+    return this.coalesced;
   }
 
   get blocked(): boolean {
@@ -198,7 +204,8 @@ export class BusConnection extends EventEmitter<BusConnectionEvents> {
       await model.close().catch(() => {});
       return;
     }
-    coalesceWrites(model);
+    this.coalesced = coalesceWrites(model);
+    if (!this.coalesced) this.logger.warn('amqplib internals changed: socket writes are not coalesced');
     const generation = ++this.generation;
     model.on('error', (err: Error) => this.logger.warn({ err }, 'connection error'));
     model.on('close', (err?: Error) => this.onClose(model, err));
