@@ -1,8 +1,10 @@
 // SubmitOrder back-pressure with a real workflow role (API, engine, outbox relay) on PostgreSQL and
-// RabbitMQ: while the engine cannot make progress its backlog of orders not yet started grows, and
-// past O2C_API_MAX_BACKLOG a submit is refused with Unavailable, a retry delay in google.rpc.RetryInfo
-// and `retry-after`, without being stored; once the engine drains, the same submit is accepted, and
-// every order accepted before is started by the engine: nothing accepted is lost.
+// RabbitMQ: while the engine gets no work from the broker (a memory alarm on a RabbitMQ of this
+// test's own blocks every publisher, so no OrderSubmitted reaches it) its backlog of orders not yet
+// started grows, and past O2C_API_MAX_BACKLOG a submit is refused with Unavailable, a retry delay in
+// google.rpc.RetryInfo and `retry-after`, without being stored; once the alarm clears and the engine
+// drains, the same submit is accepted, and every order accepted before is started by the engine:
+// nothing accepted is lost.
 import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
@@ -13,7 +15,8 @@ import { createLogger } from '../../runtime/src/observability/logger.js';
 import { createRegistry } from '../../runtime/src/observability/metrics.js';
 import { startWorkflowRole, type WorkflowRole } from '../../runtime/src/roles/workflow.js';
 import { orderFor } from './support/order-load.js';
-import { BROKER_URL, freshDatabase, until } from './support/services.js';
+import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
+import { freshDatabase, until } from './support/services.js';
 import { distributor } from './support/stack.js';
 
 const BOUND = 20;
@@ -24,15 +27,16 @@ describe('SubmitOrder back-pressure from a saturated workflow engine', () => {
   let url: string;
   let connect: Client<typeof OrderService>;
   let grpc: Client<typeof OrderService>;
+  let rabbit: PrivateRabbit;
 
   beforeAll(async () => {
-    url = await freshDatabase('o2c_test_api_backpressure');
+    [url, rabbit] = await Promise.all([freshDatabase('o2c_test_api_backpressure'), startPrivateRabbit('bp')]);
     const previous = process.env.O2C_API_MAX_BACKLOG;
     process.env.O2C_API_MAX_BACKLOG = String(BOUND);
     try {
       role = await startWorkflowRole({
         storeUrl: url,
-        brokerUrl: BROKER_URL,
+        brokerUrl: rabbit.url,
         host: '127.0.0.1',
         apiPort: 0,
         source: `o2c/${NAMESPACE}/workflow/distributor`,
@@ -52,6 +56,7 @@ describe('SubmitOrder back-pressure from a saturated workflow engine', () => {
   });
   afterAll(async () => {
     await role?.stop();
+    await rabbit?.close();
   });
 
   const rows = async <R extends Record<string, unknown>>(sql: string, params: unknown[]) => {
@@ -73,12 +78,9 @@ describe('SubmitOrder back-pressure from a saturated workflow engine', () => {
   };
 
   it('refuses submits past the bound with Unavailable and a retry delay, stores none of them, and accepts again once the engine drains', async () => {
-    // The engine claims every delivery in the inbox first: holding that table stalls it, while
-    // submits (orders, outbox) and its backlog count (orders, instances) go on.
-    const stall = new pg.Client({ connectionString: url });
-    await stall.connect();
-    await stall.query('BEGIN');
-    await stall.query('LOCK TABLE inbox IN EXCLUSIVE MODE');
+    // A memory alarm blocks every publisher: the outbox relay cannot hand OrderSubmitted to the
+    // engine, while submits (the store only) and the engine's backlog count (the store) go on.
+    await rabbit.ctl('set_vm_memory_high_watermark', '0');
     const accepted: string[] = [];
     let refused: { key: string; error: ConnectError } | undefined;
     try {
@@ -111,8 +113,7 @@ describe('SubmitOrder back-pressure from a saturated workflow engine', () => {
       ]);
       expect(stored).toEqual([]);
     } finally {
-      await stall.query('ROLLBACK').catch(() => {});
-      await stall.end().catch(() => {});
+      await rabbit.ctl('set_vm_memory_high_watermark', '0.4');
     }
     // As a client is told: retry after the delay with the same key, until the engine has drained.
     const key = refused.key;

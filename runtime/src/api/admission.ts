@@ -22,8 +22,13 @@ export interface AdmissionSignal {
 
 export type AdmissionDecision = { accept: true } | { accept: false; retryAfterMs: number };
 
-/** Default bound on the engine backlog; O2C_API_MAX_BACKLOG overrides it. */
-export const DEFAULT_MAX_BACKLOG = 5_000;
+/**
+ * Default bound on the engine backlog; O2C_API_MAX_BACKLOG overrides it. 2,000 orders not yet
+ * started are about 4 s of work for an engine at issue 11's aim (500 orders/s) and about 30 s at the
+ * 63 orders/s bench-workflow measured on 2 busy cores: past that, a new order would wait longer to
+ * start than a client retrying after a second or two. A 1,000-order burst passes untouched.
+ */
+export const DEFAULT_MAX_BACKLOG = 2_000;
 export const MAX_BACKLOG_ENV = 'O2C_API_MAX_BACKLOG';
 /** Without a drain rate, each multiple of the bound in the backlog asks for this much more wait. */
 export const RETRY_PER_BOUND_MS = 1_000;

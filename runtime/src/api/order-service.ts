@@ -40,7 +40,7 @@ export interface OrderServiceOptions {
    * `() => ({ backlog: engine.backlog() })`); without it every submit is admitted.
    */
   admission?: () => AdmissionSignal;
-  /** The backlog at which SubmitOrder answers Unavailable; default O2C_API_MAX_BACKLOG, else 5,000. */
+  /** The backlog at which SubmitOrder answers Unavailable; default O2C_API_MAX_BACKLOG, else 2,000. */
   maxBacklog?: number;
 }
 
