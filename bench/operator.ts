@@ -7,8 +7,10 @@
 // The operator runs as the image runs it: the tsc build (tsconfig.build.json) under plain node with
 // the chart's node options (charts/o2c/values.yaml operator.nodeOptions). O2C_BENCH_OPERATOR=source
 // runs it through tsx instead; O2C_BENCH_NODE_FLAGS replaces the chart's flags ('' for none);
-// O2C_BENCH_PROFILE_DIR=<dir> adds --cpu-prof and takes a heap snapshot once all are Ready.
+// O2C_BENCH_PROFILE_DIR=<dir> adds --cpu-prof and takes a heap snapshot once all are Ready;
+// O2C_BENCH_OPERATOR_ROOT=<checkout> builds and runs that checkout's operator (a baseline).
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -78,14 +80,20 @@ function chartNodeOptions(): string {
   return values.operator?.nodeOptions ?? '';
 }
 
-/** The image's build of the operator: tsc with tsconfig.build.json, into a directory of its own. */
+/**
+ * The image's build of the operator: tsc with tsconfig.build.json, into a directory of its own. The
+ * sources are this tree's, or O2C_BENCH_OPERATOR_ROOT's (another checkout, with node_modules: a
+ * before/after comparison in the same minute on a shared machine).
+ */
 function buildOperator(): string {
+  const root = process.env.O2C_BENCH_OPERATOR_ROOT ?? ROOT;
+  const tag = createHash('sha256').update(realpathSync(root)).digest('hex').slice(0, 8);
   // Under node_modules so the build resolves the repository's packages, as /app/dist does in the image.
-  const out = join(ROOT, 'node_modules/.cache/o2c-bench-operator');
+  const out = join(root, `node_modules/.cache/o2c-bench-operator-${tag}`);
   const started = performance.now();
   try {
     execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', out], {
-      cwd: ROOT,
+      cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
   } catch (err) {
@@ -134,7 +142,18 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   process.once('exit', () => operator.kill('SIGKILL'));
-  const rssSamples: Array<{ t: number; mb: number }> = [];
+  const rssSamples: Array<{ t: number; mb: number; heapTotalMb?: number; externalMb?: number }> = [];
+  // The V8 heap's committed size and the memory outside it, once a second from the operator's metrics.
+  let heapNow: { heapTotalMb?: number; externalMb?: number } = {};
+  const heapSampler = setInterval(async () => {
+    try {
+      const mb = async (name: string) => +((await metric(healthPort, name)) / 2 ** 20).toFixed(1);
+      heapNow = {
+        heapTotalMb: await mb('nodejs_heap_size_total_bytes'),
+        externalMb: await mb('nodejs_external_memory_bytes'),
+      };
+    } catch {}
+  }, 1000);
   let sampler: NodeJS.Timeout | undefined;
   try {
     // Leader and caches synced.
@@ -180,21 +199,30 @@ async function main(): Promise<void> {
       p.status?.conditions?.find((c) => c.type === 'TopologyReady')?.status === 'True' &&
       p.status?.conditions?.find((c) => c.type === 'ReferencesResolved')?.status === 'True' &&
       !!p.status?.configHash;
-    const { Watch } = await import('@kubernetes/client-node');
     let allDone: () => void = () => {};
     const allDonePromise = new Promise<void>((r) => {
       allDone = r;
     });
-    const watch = await new Watch(plane.kubeConfig()).watch(
-      `/apis/o2c.dev/v1alpha1/namespaces/${ns}/pipelines`,
-      {},
-      (_phase: string, p: AnyResource) => {
-        if (doneAt.has(p.metadata.name) || !isDone(p)) return;
-        doneAt.set(p.metadata.name, performance.now());
-        if (doneAt.size >= PIPELINES) allDone();
-      },
-      () => {},
-    );
+    const see = (p: AnyResource) => {
+      if (p.metadata.namespace !== ns || doneAt.has(p.metadata.name) || !isDone(p)) return;
+      doneAt.set(p.metadata.name, performance.now());
+      if (doneAt.size >= PIPELINES) allDone();
+    };
+    // A watch the server (or a loaded machine) ends is taken up again after a list catches up.
+    const stopWatching = new AbortController();
+    const following = (async () => {
+      while (!stopWatching.signal.aborted) {
+        try {
+          const list = await client.listAll<AnyResource>('Pipeline');
+          for (const p of list.items) see(p);
+          await client.watch<AnyResource>('Pipeline', list.resourceVersion, undefined, (e) => see(e.object), {
+            signal: stopWatching.signal,
+          });
+        } catch {
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    })();
 
     const started = performance.now();
     sampler = setInterval(() => {
@@ -202,6 +230,7 @@ async function main(): Promise<void> {
         rssSamples.push({
           t: +((performance.now() - started) / 1000).toFixed(2),
           mb: rssMb(operator.pid!).now,
+          ...heapNow,
         });
     }, 250);
     const reconcilesBefore = await metric(healthPort, 'o2c_operator_reconciles_total');
@@ -231,7 +260,8 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 250));
     }
     const totalMs = Math.max(...doneAt.values()) - started;
-    watch.abort();
+    stopWatching.abort();
+    await following;
     // Whatever the operator still does once all are done (echoes of its own writes) counts as well.
     await new Promise((r) => setTimeout(r, 2000));
     clearInterval(sampler);
@@ -277,6 +307,7 @@ async function main(): Promise<void> {
       workers: Number(WORKERS),
       operatorBuild:
         MODE === 'compiled' ? 'tsc (tsconfig.build.json), plain node, as in the image' : 'source through tsx',
+      ...(process.env.O2C_BENCH_OPERATOR_ROOT ? { operatorSources: 'another checkout (baseline)' } : {}),
       applySeconds: +(appliedMs / 1000).toFixed(2),
       allReadySeconds: +(totalMs / 1000).toFixed(2),
       perPipelineSeconds: {
@@ -317,6 +348,7 @@ async function main(): Promise<void> {
     writeFileSync(join(ROOT, 'bench/results/operator.json'), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     if (sampler) clearInterval(sampler);
+    clearInterval(heapSampler);
     if (operator.exitCode === null) {
       const exited = new Promise((r) => operator.once('exit', r));
       operator.kill('SIGTERM');
