@@ -99,9 +99,11 @@ if (role === 'workflow') {
     for (const c of distributor.connectors) {
       const config: ConnectorRuntimeConfig = structuredClone(c);
       config.options ??= {};
-      // Dispatch and payment happen inside the simulated systems soon after the commands.
-      if ('dispatchAfterMs' in config.options) config.options.dispatchAfterMs = 50;
-      if ('payAfterMs' in config.options) config.options.payAfterMs = 50;
+      // Dispatch and payment happen inside the simulated systems soon after the commands (at once
+      // with O2C_SIM_EVENTS_AFTER_MS=0: the event races the command's reply to the workflow).
+      const eventsAfterMs = Number(process.env.O2C_SIM_EVENTS_AFTER_MS ?? 50);
+      if ('dispatchAfterMs' in config.options) config.options.dispatchAfterMs = eventsAfterMs;
+      if ('payAfterMs' in config.options) config.options.payAfterMs = eventsAfterMs;
       config.limits = { ...config.limits, requestsPerSecond: 10_000, maxConcurrency: 64 };
       if (latency) config.options.latencyMs = { min: Number(latency[1]), max: Number(latency[2]) };
       // items-to-crm writes items into the CRM, which the example's crm does not declare it owns.
