@@ -1,8 +1,20 @@
 // The O2C workflow end to end on simulator connectors, real RabbitMQ and real PostgreSQL.
+import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BusConnection } from '../../runtime/src/bus/connection.js';
+import { connectorMigrations } from '../../runtime/src/connectors/bindings.js';
 import type { SimulatorDriver } from '../../runtime/src/connectors/simulator/driver.js';
 import { ErrorClass } from '../../runtime/src/gen/o2c/v1/common_pb.js';
-import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
+import { OrderSchema, OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
+import { createLogger } from '../../runtime/src/observability/logger.js';
+import { createRegistry } from '../../runtime/src/observability/metrics.js';
+import { OrderRepository } from '../../runtime/src/orders/repository.js';
+import { openStore, registerMigrations } from '../../runtime/src/store/index.js';
+import { WorkflowEngine } from '../../runtime/src/workflow/engine.js';
+import { type Instance, writeInstances } from '../../runtime/src/workflow/instances.js';
+import { workflowMigrations } from '../../runtime/src/workflow/migrations.js';
+import { emptyContext } from '../../runtime/src/workflow/steps.js';
+import { BROKER_URL, freshDatabase } from './support/services.js';
 import { distributor, type StackHarness, startStack, waitForState } from './support/stack.js';
 
 const anOrder = (
@@ -119,8 +131,14 @@ describe('cancelling an order', () => {
       idempotencyKey: key('cancel'),
       order: anOrder('ACME', [{ sku: 'GADGET-7', quantity: 4 }]),
     });
-    const booked = await waitForState(h.client, order!.id, [OrderState.BOOKED]);
-    await new Promise((r) => setTimeout(r, 200));
+    let booked = await waitForState(h.client, order!.id, [OrderState.BOOKED]);
+    // Cancel once the order waits at await-dispatch: while the release step is still answered the
+    // engine changes the order, and CancelOrder rightly answers Aborted to a concurrent change.
+    for (const deadline = Date.now() + 10_000; booked.currentStep !== 'await-dispatch'; ) {
+      if (Date.now() > deadline) throw new Error(`order stays at ${booked.currentStep}`);
+      await new Promise((r) => setTimeout(r, 50));
+      booked = (await h.client.getOrder({ id: order!.id })).order!;
+    }
     expect(booked.externalRefs.some((r) => r.system === 'erp')).toBe(true);
     const allocatedBefore = wms.inventory('GADGET-7').allocated;
     expect(allocatedBefore).toBeGreaterThanOrEqual(4);
@@ -140,5 +158,61 @@ describe('cancelling an order', () => {
     }
     expect(wms.inventory('GADGET-7').allocated).toBe(allocatedBefore - 4);
     expect((await h.client.getOrder({ id: order!.id })).order?.state).toBe(OrderState.CANCELLED);
+  });
+});
+
+describe('the backlog the order API admits against', () => {
+  it('counts orders accepted but not started and this workflow’s due timers, not later or other ones', async () => {
+    registerMigrations([...workflowMigrations, ...connectorMigrations]);
+    const store = await openStore(await freshDatabase('o2c_test_wf_backlog'));
+    const source = 'o2c/wf-backlog/workflow/distributor';
+    const orders = new OrderRepository(store, source);
+    const logger = createLogger('test', 'warn');
+    const now = Date.now();
+    // Never started: the engine's consumers and timers do not run, so nothing drains the backlog.
+    const engine = new WorkflowEngine({
+      store,
+      orders,
+      connection: new BusConnection({ url: BROKER_URL, name: 'wf-backlog', logger }),
+      namespace: 'wf-backlog',
+      workflow: 'distributor',
+      generation: 1,
+      spec: distributor().spec,
+      source,
+      logger,
+      registry: createRegistry(false),
+      now: () => now,
+    });
+    try {
+      expect(await engine.measureBacklog()).toBe(0);
+      for (let i = 0; i < 3; i++) {
+        await orders.submit({ order: create(OrderSchema, anOrder('ACME')), idempotencyKey: key('backlog') });
+      }
+      expect(await engine.measureBacklog()).toBe(3);
+      const instance = (orderId: string, workflow: string, timerAt: number): Instance => ({
+        orderId,
+        workflow,
+        generation: 1,
+        status: 'retrying',
+        stepIndex: 2,
+        step: 'tax',
+        attempt: 1,
+        commandId: null,
+        timerAt,
+        context: emptyContext(),
+        startedAt: now,
+        updatedAt: now,
+      });
+      await store.transaction((tx) =>
+        writeInstances(tx, [
+          instance('due', 'distributor', now - 1),
+          instance('later', 'distributor', now + 60_000),
+          instance('elsewhere', 'another-workflow', now - 1),
+        ]),
+      );
+      expect(await engine.measureBacklog()).toBe(4);
+    } finally {
+      await store.close();
+    }
   });
 });

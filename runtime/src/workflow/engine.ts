@@ -224,6 +224,12 @@ export class WorkflowEngine {
     return this.waiting.submitted + this.inFlight + this.waiting.dueTimers;
   }
 
+  /** Counts the stored part of the backlog again now, and answers backlog(). */
+  async measureBacklog(): Promise<number> {
+    await this.refreshBacklog();
+    return this.backlog();
+  }
+
   /** Orders this replica starts per second (smoothed over the last seconds); undefined: none lately. */
   drainPerSecond(): number | undefined {
     return this.startRate.perSecond >= 0.5 ? this.startRate.perSecond : undefined;
