@@ -3,7 +3,7 @@
 // and — from the Tryton engineer's bench/connectors-tryton.ts when present — the Tryton figures.
 // Writes bench/results/connectors.json. Figures, not pass/fail.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { create, toBinary } from '@bufbuild/protobuf';
 import pg from 'pg';
 import pino from 'pino';
@@ -292,6 +292,7 @@ async function main() {
   const results: Record<string, unknown> = {
     when: new Date().toISOString(),
     machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown cpu'}), Node ${process.version}`,
+    loadAverageAtStart: loadavg().map((l) => Math.round(l * 10) / 10),
     node: process.version,
   };
   results.simulatorInProcess = await inProcessOverhead();
