@@ -74,8 +74,9 @@ describe.each<StoreKind>(['postgres', 'sqlite'])('SubmitOrder group commit on %s
     const fresh = Array.from({ length: 20 }, () => uniqueKey('fresh'));
     const shared = uniqueKey('shared');
     const contested = uniqueKey('contested');
-    // The first submit commits alone; everything sent while it is in flight forms the next group.
+    // Submits made in one turn of the event loop form one group (behind the opener's, if in flight).
     const opener = orders.submit({ order: anOrder(), idempotencyKey: uniqueKey('opener') });
+    await new Promise((r) => setImmediate(r));
     const group = settled([
       ...fresh.map((k) => orders.submit({ order: anOrder({ purchaseOrderNumber: k }), idempotencyKey: k })),
       orders.submit({ order: anOrder(), idempotencyKey: earlierKey }),

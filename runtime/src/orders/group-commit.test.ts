@@ -49,23 +49,30 @@ describe('GroupCommit', () => {
     return { groups, commit, releaseNext };
   }
 
-  it('commits the first caller alone and everyone who came meanwhile together, each with its own answer', async () => {
+  const nextTurn = () => new Promise((r) => setImmediate(r));
+
+  it('commits the callers of one event-loop turn together and everyone who came meanwhile in the next group, each with its own answer', async () => {
     const { groups, commit, releaseNext } = gatedCommit();
     const gc = new GroupCommit(commit, { maxGroupSize: 10 });
-    const first = gc.run(1);
+    const first = Promise.all([gc.run(1), gc.run(5)]);
+    await nextTurn();
     const rest = [2, -3, 4].map((n) => gc.run(n).catch((e: Error) => e.message));
     expect(gc.queued).toBe(3);
     await releaseNext();
-    expect(await first).toBe('ok 1');
+    expect(await first).toEqual(['ok 1', 'ok 5']);
     await releaseNext();
     expect(await Promise.all(rest)).toEqual(['ok 2', 'bad -3', 'ok 4']);
-    expect(groups).toEqual([[1], [2, -3, 4]]);
+    expect(groups).toEqual([
+      [1, 5],
+      [2, -3, 4],
+    ]);
   });
 
   it('never answers a caller before its own group has committed', async () => {
     const { commit, releaseNext } = gatedCommit();
     const gc = new GroupCommit(commit, { maxGroupSize: 10 });
     void gc.run(1);
+    await nextTurn();
     let answered = false;
     const second = gc.run(2).then(() => {
       answered = true;
@@ -84,7 +91,7 @@ describe('GroupCommit', () => {
     const all = [1, 2, 3, 4, 5].map((n) => gc.run(n));
     for (let i = 0; i < 3; i++) await releaseNext();
     await Promise.all(all);
-    expect(groups).toEqual([[1], [2, 3], [4, 5]]);
+    expect(groups).toEqual([[1, 2], [3, 4], [5]]);
   });
 
   it('fails every caller of a group whose commit throws, and goes on with the next group', async () => {
@@ -98,6 +105,7 @@ describe('GroupCommit', () => {
       { maxGroupSize: 10 },
     );
     const first = gc.run(1);
+    await nextTurn();
     const second = [gc.run(2), gc.run(3)].map((p) => p.catch((e: Error) => e.message));
     expect(await first).toBe(1);
     expect(await Promise.all(second)).toEqual(['store down', 'store down']);
@@ -119,8 +127,10 @@ describe('GroupCommit', () => {
       },
       { maxGroupSize: 10, failsQueued: (e) => e === unreachable },
     );
-    const all = [1, 2, 3].map((n) => gc.run(n).catch((e: Error) => e.message));
-    await new Promise((r) => setImmediate(r));
+    const first = gc.run(1).catch((e: Error) => e.message);
+    await nextTurn();
+    const all = [first, ...[2, 3].map((n) => gc.run(n).catch((e: Error) => e.message))];
+    await nextTurn();
     release();
     expect(await Promise.all(all)).toEqual(['unreachable', 'unreachable', 'unreachable']);
     expect(gc.queued).toBe(0);

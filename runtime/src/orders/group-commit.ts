@@ -35,17 +35,28 @@ interface Waiting<In, Out> {
 export class GroupCommit<In, Out> {
   private readonly queue: Waiting<In, Out>[] = [];
   private inFlight = false;
+  private scheduled = false;
 
   constructor(
     private readonly commit: (items: In[]) => Promise<Outcome<Out>[]>,
     private readonly options: GroupCommitOptions,
   ) {}
 
-  /** Queues `item` for the next group; resolves once that group has committed. */
+  /**
+   * Queues `item` for the next group; resolves once that group has committed. On an idle store the
+   * group starts after this turn of the event loop, so that callers whose requests were read in the
+   * same turn commit together (a synchronous store, SQLite, would otherwise commit each alone: its
+   * commit ends before the next request is read).
+   */
   run(item: In): Promise<Out> {
     return new Promise<Out>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
-      this.pump();
+      if (this.inFlight || this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.pump();
+      });
     });
   }
 
