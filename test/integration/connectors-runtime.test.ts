@@ -198,6 +198,48 @@ describe.each(['postgres', 'sqlite'] as const)('connector role with the simulato
     }
   });
 
+  it('answers a burst of 200 commands once each, replies ready together in one store transaction', async () => {
+    // Count the reply writes: the transactions that claim this connector's commands in the inbox.
+    let writes = 0;
+    let claimed = 0;
+    const transaction = store.transaction.bind(store);
+    store.transaction = (fn) =>
+      transaction((tx) =>
+        fn(
+          new Proxy(tx, {
+            get(target, prop) {
+              if (prop === 'claimInboxMany')
+                return (consumer: string, ids: readonly string[]) => {
+                  if (consumer === role.runtime.consumer) {
+                    writes++;
+                    claimed += ids.length;
+                  }
+                  return target.claimInboxMany(consumer, ids);
+                };
+              const value = Reflect.get(target, prop);
+              return typeof value === 'function' ? value.bind(target) : value;
+            },
+          }),
+        ),
+      );
+    try {
+      const before = tap.received.length;
+      const orders = driver.salesOrderCount();
+      await Promise.all(Array.from({ length: 200 }, (_, i) => send(createOrder(`burst-${i}`), `burst-${i}`)));
+      await tap.waitFor(before + 200);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(tap.received.length - before, 'one reply per command').toBe(200);
+      expect(driver.salesOrderCount() - orders).toBe(200);
+      expect(claimed).toBe(200);
+      // The governor spaces the calls 5 ms apart (200/s), so replies come a few at a time; still,
+      // replies that are ready while a write runs share the next one.
+      console.log(`${kind}: 200 replies in ${writes} store transactions`);
+      expect(writes, 'store transactions that wrote the 200 replies').toBeLessThan(200);
+    } finally {
+      store.transaction = transaction;
+    }
+  });
+
   it('creates an external record once when the reply was lost and the create is retried', async () => {
     let created = 0;
     const external = new Map<string, string>();
