@@ -443,8 +443,7 @@ export class Controller {
 
   /**
    * Server-side apply of one child, unless it is known to hold what would be applied: the same
-   * desired hash as our last apply, and the cache shows the version that apply produced (or has not
-   * caught up with it yet: a deletion since would have made us forget it). Unwatched children
+   * desired hash as our last apply, and the cache shows the version that apply produced. Unwatched children
    * (connection Secrets) are read by name once per resync period and applied only when they differ;
    * on a resource's first sight they cannot exist yet, so they are applied without the read.
    */
@@ -472,9 +471,11 @@ export class Controller {
       return result;
     }
     const cached = cache.get(namespace!, name);
-    // Unchanged desired state and nobody touched the object since our apply: nothing to write.
-    if (last && last.hash === hash && (!cached || last.resourceVersion === cached.metadata.resourceVersion))
-      return cached ?? child;
+    // Unchanged desired state and nobody touched the object since our apply: nothing to write. An
+    // object the cache does not show is applied, even right after our own apply: the cache may lag,
+    // but the object may as well have been deleted while that apply was in flight.
+    if (cached && last && last.hash === hash && last.resourceVersion === cached.metadata.resourceVersion)
+      return cached;
     // A restarted operator has no memory: what the cache already holds needs no apply either (an
     // apply of an unchanged PersistentVolumeClaim still bumps its resourceVersion once).
     if (cached && !last && alreadyApplied(cached, child)) {
