@@ -5,6 +5,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventRoutingKey, sourceOf } from '../../runtime/src/bus/addressing.js';
 import {
   BusConnection,
   COMMANDS_EXCHANGE,
@@ -328,11 +329,12 @@ describe('topology and publishing', () => {
     expect((err as Error).message).toContain(`${NS}-no-such-connector`);
   });
 
-  it('appends every event to o2c.events.log, readable again from a point in time', async () => {
+  it('appends every domain event to o2c.events.log, readable again from a point in time', async () => {
     const since = new Date(Date.now() - 1_000);
     const type = `${NS}.log.appended`;
     const sent = [anEnvelope(type), anEnvelope(type), anEnvelope(type)];
-    for (const env of sent) await publishEnvelope(env);
+    const key = eventRoutingKey(sourceOf({ namespace: NS, kind: 'workflow', name: 'log' }), type);
+    for (const env of sent) await publishEnvelope(env, key);
     const read: string[] = [];
     for await (const record of readEventLog(conn, { from: { since }, types: [type], idleMs: 500 })) {
       read.push(record.envelope!.id);

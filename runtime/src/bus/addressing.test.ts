@@ -2,26 +2,18 @@ import { describe, expect, it } from 'vitest';
 import {
   addressOfSource,
   commandRoutingKey,
+  EVENT_LOG_BINDING_KEYS,
   eventBindingKey,
+  eventLogTakes,
   eventRoutingKey,
+  isReplyRoutingKey,
   kindOf,
   queueName,
+  REPLY_TYPE,
   replyRoutingKey,
   sourceOf,
+  topicMatches,
 } from './addressing.js';
-
-/** RabbitMQ topic matching: `*` one word, `#` zero or more. */
-function topicMatches(binding: string, key: string): boolean {
-  const b = binding.split('.');
-  const k = key.split('.');
-  const match = (i: number, j: number): boolean => {
-    if (i === b.length) return j === k.length;
-    if (b[i] === '#') return match(i + 1, j) || (j < k.length && match(i, j + 1));
-    if (j === k.length) return false;
-    return (b[i] === '*' || b[i] === k[j]) && match(i + 1, j + 1);
-  };
-  return match(0, 0);
-}
 
 const wfA = sourceOf({ namespace: 'shop-a', kind: 'workflow', name: 'distributor' });
 const erpA = sourceOf({ namespace: 'shop-a', kind: 'connector', name: 'erp' });
@@ -136,6 +128,47 @@ describe('addressing', () => {
     ],
   ])('%s', (_sentence, binding, key, matches) => {
     expect(topicMatches(binding, key)).toBe(matches);
+  });
+
+  const pipelineA = sourceOf({ namespace: 'shop-a', kind: 'pipeline', name: 'distributor' });
+  it.each([
+    ['takes an order event of a Workflow', eventRoutingKey(wfA, 'o2c.v1.OrderSubmitted'), true],
+    ['takes an event a Connector originates', eventRoutingKey(erpA, SHIPPED), true],
+    [
+      'takes an event of a Connector with a dotted name',
+      eventRoutingKey(sourceOf({ namespace: 'shop-a', kind: 'connector', name: 'erp.eu' }), SHIPPED),
+      true,
+    ],
+    ['takes an event a Pipeline publishes', eventRoutingKey(pipelineA, 'o2c.v1.DeliveryFailed'), true],
+    [
+      'takes an event of a namespace called o2c',
+      eventRoutingKey(sourceOf({ namespace: 'o2c', kind: 'workflow', name: 'v1' }), 'o2c.v1.OrderSubmitted'),
+      true,
+    ],
+    [
+      'leaves a reply to a Workflow',
+      replyRoutingKey({ namespace: 'shop-a', kind: 'workflow', name: 'd' }),
+      false,
+    ],
+    [
+      'leaves a reply to a Pipeline replica',
+      replyRoutingKey({ namespace: 'shop-a', kind: 'pipeline', name: 'd' }, 'ab12'),
+      false,
+    ],
+    [
+      'leaves a reply to a namespace called o2c',
+      replyRoutingKey({ namespace: 'o2c', kind: 'connector', name: 'workflow' }),
+      false,
+    ],
+    ['leaves a reply to a command that named no reply-to', REPLY_TYPE, false],
+    ['leaves a command key', 'shop-a.erp', false],
+  ])('the event log %s', (_sentence, key, logged) => {
+    expect(eventLogTakes(key)).toBe(logged);
+    expect(isReplyRoutingKey(key)).toBe(!logged && key !== 'shop-a.erp');
+  });
+
+  it('binds the event log once per resource kind, never with a bare #', () => {
+    expect(EVENT_LOG_BINDING_KEYS).toEqual(['*.connector.#', '*.pipeline.#', '*.workflow.#']);
   });
 
   it.each([

@@ -113,3 +113,37 @@ export function commandRoutingKey(namespace: string, connector: string): string 
   checked({ namespace, kind: 'connector', name: connector });
   return `${namespace}.${connector}`;
 }
+
+/** Whether `key` is a reply's routing key (`replyRoutingKey`, or the bare REPLY_TYPE of a command without reply-to). */
+export function isReplyRoutingKey(key: string): boolean {
+  return key === REPLY_TYPE || key.startsWith(`${REPLY_TYPE}.`);
+}
+
+/** RabbitMQ topic matching: `*` one word, `#` zero or more. */
+export function topicMatches(bindingKey: string, routingKey: string): boolean {
+  const b = bindingKey.split('.');
+  const k = routingKey.split('.');
+  const match = (i: number, j: number): boolean => {
+    if (i === b.length) return j === k.length;
+    if (b[i] === '#') return match(i + 1, j) || (j < k.length && match(i, j + 1));
+    if (j === k.length) return false;
+    return (b[i] === '*' || b[i] === k[j]) && match(i + 1, j + 1);
+  };
+  return match(0, 0);
+}
+
+/**
+ * What the event log stream takes from o2c.events: the domain events, keyed
+ * `<namespace>.<kind>.<name>.<type>` (eventRoutingKey), which `o2c events replay` rebuilds from.
+ * Replies are not logged: their second word is `v1` (REPLY_TYPE), never a kind, and nobody replays
+ * them.
+ */
+export const EVENT_LOG_BINDING_KEYS: readonly string[] = RESOURCE_KINDS.map((kind) => `*.${kind}.#`);
+
+/** Bindings of the event log that earlier versions declared; removed on declaration so upgrades converge. */
+export const RETIRED_EVENT_LOG_BINDING_KEYS: readonly string[] = ['#'];
+
+/** Whether a message published to o2c.events with `routingKey` is appended to the event log. */
+export function eventLogTakes(routingKey: string): boolean {
+  return EVENT_LOG_BINDING_KEYS.some((binding) => topicMatches(binding, routingKey));
+}

@@ -1,11 +1,14 @@
-// The event log: every message published to o2c.events is also appended to the RabbitMQ stream
-// `o2c.events.log` (bound with '#'), kept by age and size, so a consumer can be rebuilt from an
-// offset or a point in time. Read over AMQP 0-9-1 with the `x-stream-offset` consumer argument.
+// The event log: every domain event published to o2c.events (routing key
+// `<namespace>.<kind>.<name>.<type>`) is also appended to the RabbitMQ stream `o2c.events.log`, kept
+// by age and size, so a consumer can be rebuilt from an offset or a point in time. Connector replies
+// are not logged (EVENT_LOG_BINDING_KEYS, addressing.ts). Read over AMQP 0-9-1 with the
+// `x-stream-offset` consumer argument.
 import { fromBinary } from '@bufbuild/protobuf';
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
+import { EVENT_LOG_BINDING_KEYS, RETIRED_EVENT_LOG_BINDING_KEYS } from './addressing.js';
 import type { BusConnection } from './connection.js';
-import { declareTopology, EVENTS_EXCHANGE } from './topology.js';
+import { declareTopology, EVENTS_EXCHANGE, withChannel } from './topology.js';
 
 export const EVENT_LOG_STREAM = 'o2c.events.log';
 
@@ -25,8 +28,10 @@ export const DEFAULT_EVENT_LOG_RETENTION: EventLogRetention = {
 };
 
 /**
- * Declares the stream and binds it to o2c.events. Retention is part of the declaration, so a
- * differing existing stream raises TopologyConflictError (change it with a policy instead).
+ * Declares the stream, binds it to o2c.events for the domain events and removes the bindings earlier
+ * versions declared (`#`, which also logged every reply), so an upgraded broker converges; unbinding
+ * an absent binding is a no-op in RabbitMQ. Retention is part of the declaration, so a differing
+ * existing stream raises TopologyConflictError (change it with a policy instead).
  */
 export async function declareEventLog(
   target: BusConnection | ChannelModel,
@@ -45,13 +50,24 @@ export async function declareEventLog(
         },
       },
     ],
-    queueBindings: [{ queue: EVENT_LOG_STREAM, exchange: EVENTS_EXCHANGE, routingKey: '#' }],
+    queueBindings: EVENT_LOG_BINDING_KEYS.map((routingKey) => ({
+      queue: EVENT_LOG_STREAM,
+      exchange: EVENTS_EXCHANGE,
+      routingKey,
+    })),
     exchangeBindings: [],
   };
+  const declare = async (model: ChannelModel) => {
+    await declareTopology(model, plan);
+    await withChannel(model, async (ch) => {
+      for (const key of RETIRED_EVENT_LOG_BINDING_KEYS)
+        await ch.unbindQueue(EVENT_LOG_STREAM, EVENTS_EXCHANGE, key);
+    });
+  };
   if ('declareWith' in target) {
-    await target.declareWith(`topology:${EVENT_LOG_STREAM}`, (model) => declareTopology(model, plan));
+    await target.declareWith(`topology:${EVENT_LOG_STREAM}`, declare);
   } else {
-    await declareTopology(target, plan);
+    await declare(target);
   }
 }
 

@@ -167,7 +167,7 @@ function isChannelModel(t: Target): t is ChannelModel {
 }
 
 /** Runs `fn` on `target` if it is a channel, else on a fresh channel closed afterwards. */
-async function withChannel<T>(target: Target, fn: (ch: Channel) => Promise<T>): Promise<T> {
+export async function withChannel<T>(target: Target, fn: (ch: Channel) => Promise<T>): Promise<T> {
   if (!isChannelModel(target)) return fn(target);
   const ch = await target.createChannel();
   ch.on('error', () => {}); // a 404/406 closes the channel; the rejected RPC carries the error

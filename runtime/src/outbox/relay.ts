@@ -3,8 +3,13 @@
 // a consumer sees one order's events in the order they were written, even across broker outages.
 // One relay per store holds the lease at a time; the others stand by. A store outage or a lost lease
 // (the database restarted under it) only pauses it: it takes the lease again once the store answers.
+// A reply the broker returns as unroutable (its reply queue went with a deleted Workflow or a
+// Pipeline replica's process) is dropped and counted instead: nobody waits for it, and retrying it
+// would hold back every row behind it.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
+import { isReplyRoutingKey } from '../bus/addressing.js';
+import { UnroutableError } from '../bus/errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Lease, OutboxRow, Store } from '../store/types.js';
 
@@ -47,6 +52,11 @@ export interface OutboxRelayOptions {
 
 const DEFAULT_BATCH_SIZE = 5_000;
 
+/** What becomes of a row whose publish failed: a reply nobody can receive is dropped, the rest retried. */
+export function afterFailedPublish(row: Pick<OutboxRow, 'routingKey'>, error: unknown): 'drop' | 'retry' {
+  return error instanceof UnroutableError && isReplyRoutingKey(row.routingKey) ? 'drop' : 'retry';
+}
+
 /** Groups rows by ordering key, keeping write order inside each group. */
 export function chainsByKey(rows: OutboxRow[]): OutboxRow[][] {
   const chains = new Map<string, OutboxRow[]>();
@@ -65,8 +75,11 @@ export class OutboxRelay {
   private lastPurge = 0;
   private readonly published?: Counter;
   private readonly failures?: Counter;
+  private readonly dropped?: Counter;
   private readonly pending?: Gauge;
   connected = false;
+  /** Replies dropped as unroutable since start (also `o2c_outbox_unroutable_replies_dropped_total`). */
+  droppedReplies = 0;
   private readonly reconnect: BackoffOptions;
 
   constructor(private readonly options: OutboxRelayOptions) {
@@ -80,6 +93,11 @@ export class OutboxRelay {
       this.failures = new Counter({
         name: 'o2c_outbox_publish_failures_total',
         help: 'Outbox publishes the broker did not confirm (retried)',
+        registers: [options.registry],
+      });
+      this.dropped = new Counter({
+        name: 'o2c_outbox_unroutable_replies_dropped_total',
+        help: 'Connector replies the broker returned as unroutable (their reply queue is gone), dropped',
         registers: [options.registry],
       });
       this.pending = new Gauge({
@@ -160,7 +178,7 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one batch; returns how many rows were confirmed, or -1 when some failed. */
+  /** Publishes one batch; returns how many rows were confirmed or dropped, or -1 when some failed. */
   async relayBatch(): Promise<number> {
     const { store, publisher, logger } = this.options;
     const rows = await store.pendingOutbox(this.options.batchSize ?? DEFAULT_BATCH_SIZE);
@@ -171,6 +189,7 @@ export class OutboxRelay {
     this.pending?.set(rows.length);
     const confirmed: number[] = [];
     let failed = false;
+    let dropped = 0;
     await Promise.all(
       chainsByKey(rows).map(async (chain) => {
         for (const row of chain) {
@@ -187,6 +206,16 @@ export class OutboxRelay {
             });
             confirmed.push(row.seq);
           } catch (err) {
+            if (afterFailedPublish(row, err) === 'drop') {
+              dropped++;
+              if (dropped === 1)
+                logger.info(
+                  { messageId: row.id, routingKey: row.routingKey },
+                  'reply has no reply queue (its sender is gone); dropped',
+                );
+              confirmed.push(row.seq);
+              continue;
+            }
             if (!failed) logger.warn({ err, messageId: row.id }, 'outbox publish not confirmed; will retry');
             failed = true;
             this.failures?.inc();
@@ -196,7 +225,9 @@ export class OutboxRelay {
       }),
     );
     await store.markOutboxSent(confirmed);
-    this.published?.inc(confirmed.length);
+    this.published?.inc(confirmed.length - dropped);
+    this.dropped?.inc(dropped);
+    this.droppedReplies += dropped;
     this.connected = !failed;
     this.pending?.set(0);
     return failed ? -1 : confirmed.length;
