@@ -8,6 +8,7 @@ export default defineConfig({
       'operator/src/**/*.test.ts',
       'crds/**/*.test.ts',
       'test/e2e/**/*.test.ts',
+      'bench/**/*.test.ts',
     ],
     // The e2e scenario itself needs a cluster: vitest.e2e.config.ts.
     exclude: ['**/node_modules/**', '**/*.e2e.test.ts'],
