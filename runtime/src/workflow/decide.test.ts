@@ -7,17 +7,11 @@ import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.j
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import { stackFromManifests } from '../local/stack.js';
 import { loadManifests } from '../manifests.js';
-import {
-  COMPENSATION_RESEND,
-  COMPENSATION_RETRY,
-  type DecideWorld,
-  type Decision,
-  decide,
-  generationOf,
-  type WorkflowInput,
-} from './decide.js';
+import { COMPENSATION_RESEND, COMPENSATION_RETRY } from './compensation.js';
+import { decide, generationOf, type WorkflowInput } from './decide.js';
 import type { ExceptionRow, Instance } from './instances.js';
 import type { StepSpec, WorkflowSpec } from './spec.js';
+import type { DecideWorld, Decision } from './transition.js';
 
 /** A connector's answer, as the reply's result oneof. */
 type Result = MessageInitShape<typeof ConnectorReplySchema>['result'];

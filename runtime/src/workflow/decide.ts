@@ -4,16 +4,13 @@
 // and returns what changes as data: the instance, the order and its events, the commands for the
 // outbox, step records, exceptions to open or resolve, early events to keep or take, and KPI
 // observations. No I/O: the engine shell (engine.ts) loads what decide needs and writes what it says.
-import { clone, create, equals, toBinary, toJson, toJsonString } from '@bufbuild/protobuf';
+import { clone, create, equals, toBinary, toJson } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { type BackoffOptions, backoffDelayMs } from '../backoff.js';
 import { commandMessage } from '../connectors/commands.js';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
-import { ConnectorCommandSchema, type ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
+import type { ConnectorReply } from '../gen/o2c/v1/connector_service_pb.js';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import { type Envelope, EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
-import { EventType } from '../orders/envelope.js';
-import type { OrderEvent } from '../orders/repository.js';
 import type { OutboxMessage } from '../store/types.js';
 import {
   type AwaitFallback,
@@ -23,10 +20,18 @@ import {
   decidePollReply,
   firstAwaitTimer,
   POLL_PREFIX,
-  type PollReplyDecision,
   recordsPollAnswer,
 } from './await-fallback.js';
-import { ACTIVE_STATUSES, type ExceptionRow, type Instance, type StepRecord } from './instances.js';
+import {
+  COMPENSATE_PREFIX,
+  COMPENSATION_ATTEMPTS,
+  nextCompensation,
+  onCompensationReply,
+  sendCompensation,
+  startCompensation,
+} from './compensation.js';
+import { fallout } from './fallout.js';
+import { ACTIVE_STATUSES, type ExceptionRow, type Instance } from './instances.js';
 import {
   awaitTimeoutMs,
   guardAllows,
@@ -37,15 +42,17 @@ import {
   type WorkflowSpec,
 } from './spec.js';
 import { applyAwaitedEvent, applyReply, buildRequest, emptyContext, type StepOutcome } from './steps.js';
+import {
+  command,
+  type DecideWorld,
+  type Decision,
+  type Draft,
+  nothing,
+  record,
+  stepOf,
+} from './transition.js';
 
-export const COMPENSATE_PREFIX = 'compensate:';
 export const NOTIFY_PREFIX = 'notify:';
-/** Sends of one compensation command before the order is held for a person. */
-export const COMPENSATION_ATTEMPTS = 8;
-/** How long a compensation command waits for its reply before it is sent again (doubling). */
-export const COMPENSATION_RESEND: BackoffOptions = { initialMs: 60_000, maxMs: 600_000, multiplier: 2 };
-/** How long a compensation that failed retryably waits before it is sent again (doubling). */
-export const COMPENSATION_RETRY: BackoffOptions = { initialMs: 2_000, maxMs: 60_000, multiplier: 2 };
 
 /** What happened to an order: a delivery, a due timer or a person's action. */
 export type WorkflowInput =
@@ -65,64 +72,6 @@ export type DecideInput = WorkflowInput & {
   early?: ReadonlyMap<string, Envelope>;
 };
 
-/** What decide needs from the engine besides the input: names, addresses, ids and chance. */
-export interface DecideWorld {
-  workflow: string;
-  /** The generation a new order runs on when it names none. */
-  generation: number;
-  namespace: string;
-  /** Producer of the commands, e.g. o2c/default/workflow/distributor. */
-  source: string;
-  /** Routing key of replies to this Workflow. */
-  replyKey: string;
-  /** A Connector's command routing key as the operator rendered it; undefined: the default. */
-  routingKeyOf: (connector: string) => string | undefined;
-  /** A fresh id for a command message. */
-  commandId: () => string;
-  /** A fresh id for an exception. */
-  exceptionId: () => string;
-  /** [0, 1): the jitter of every backoff. */
-  random: () => number;
-}
-
-export type KpiObservation =
-  | { kind: 'step-latency'; step: string; seconds: number }
-  | { kind: 'fallout'; step: string; errorClass: ErrorClass }
-  | { kind: 'cycle-time'; milestone: 'invoiced' | 'paid'; seconds: number }
-  | { kind: 'invoice-lag'; seconds: number }
-  | { kind: 'await-fallback'; step: string; answer: PollReplyDecision['kind'] }
-  | { kind: 'transition'; outcome: string };
-
-/** What one input changes; the shell writes all of it in one transaction. */
-export interface Decision {
-  /** The instance to write (new or changed); undefined when it stays as it was. */
-  instance: Instance | undefined;
-  /** The instance is new: insert it. */
-  created: boolean;
-  /** The order to save (with `before` as the version read); undefined when it stays as it was. */
-  order: Order | undefined;
-  before: Order | undefined;
-  /** Events appended with the order's change (the order repository adds OrderStateChanged). */
-  events: OrderEvent[];
-  /** Commands to connectors (steps, compensations, fallback queries, notifications) for the outbox. */
-  commands: OutboxMessage[];
-  stepRecords: StepRecord[];
-  openExceptions: ExceptionRow[];
-  /** Exceptions closed by this input, as they read afterwards. */
-  resolvedExceptions: ExceptionRow[];
-  /** Close every open exception of the order with this resolution (a cancel). */
-  resolveOpenExceptions?: string;
-  /** An event to keep until the order reaches its await step. */
-  keepEarly?: { type: string; body: Uint8Array };
-  /** Types of kept early events this input used up. */
-  takeEarly: string[];
-  kpis: KpiObservation[];
-  /** A person's action that the instance's state does not allow; nothing else is set. */
-  rejected?: string;
-  /** Why nothing changed, for logs and tests (a duplicate, a stale reply, ...). */
-  ignored?: string;
-}
-
 /** The generation an order runs on: its own, else the engine's current one. */
 export function generationOf(order: Order, current: number): number {
   return Number(order.workflowGeneration) || current;
@@ -131,35 +80,6 @@ export function generationOf(order: Order, current: number): number {
 /** Replies to notifications need nothing from the engine. */
 export function isNotifyReply(reply: ConnectorReply): boolean {
   return reply.step.startsWith(NOTIFY_PREFIX);
-}
-
-/** One transition in progress: the copies it changes and what it emits, turned into a Decision. */
-interface Draft {
-  inst: Instance;
-  before: Order;
-  order: Order;
-  now: number;
-  spec: WorkflowSpec;
-  world: DecideWorld;
-  early: ReadonlyMap<string, Envelope>;
-  d: Decision;
-}
-
-function nothing(ignored: string): Decision {
-  return {
-    instance: undefined,
-    created: false,
-    order: undefined,
-    before: undefined,
-    events: [],
-    commands: [],
-    stepRecords: [],
-    openExceptions: [],
-    resolvedExceptions: [],
-    takeEarly: [],
-    kpis: [],
-    ignored,
-  };
 }
 
 export function decide(
@@ -326,46 +246,6 @@ function finish(t: Draft): Decision {
   return d;
 }
 
-function stepOf(t: Draft): StepSpec {
-  const step = t.spec.steps[t.inst.stepIndex];
-  if (!step)
-    throw new Error(
-      `order ${t.inst.orderId}: no step ${t.inst.stepIndex} in generation ${t.inst.generation}`,
-    );
-  return step;
-}
-
-function record(t: Draft, r: Omit<StepRecord, 'orderId'>): void {
-  t.d.stepRecords.push({ orderId: t.inst.orderId, ...r });
-}
-
-function command(
-  t: Draft,
-  connector: string,
-  request: ReturnType<typeof buildRequest>,
-  step: string,
-  idempotencyKey: string,
-  causationId?: string,
-): OutboxMessage {
-  const message = commandMessage({
-    id: t.world.commandId(),
-    namespace: t.world.namespace,
-    connector,
-    routingKey: t.world.routingKeyOf(connector),
-    request,
-    orderId: t.inst.orderId,
-    step,
-    replyTo: t.world.replyKey,
-    correlationId: t.inst.orderId,
-    causationId,
-    idempotencyKey,
-    source: t.world.source,
-    now: t.now,
-  });
-  t.d.commands.push(message);
-  return message;
-}
-
 // ---- steps ------------------------------------------------------------------------------------
 
 /** Moves to step `index` (skipping steps whose guard says no) and starts it. */
@@ -502,77 +382,7 @@ function failStep(t: Draft, step: StepSpec, errorClass: ErrorClass, message: str
     return;
   }
   fallout(t, step.name, errorClass, message, policy);
-}
-
-function fallout(
-  t: Draft,
-  stepName: string,
-  errorClass: ErrorClass,
-  message: string,
-  policy: 'hold' | 'fail' | 'compensate',
-): void {
-  const inst = t.inst;
-  const step = t.spec.steps[inst.stepIndex];
-  let payload = '{}';
-  try {
-    if (step?.call) {
-      const req = buildRequest(step.call.operation, t.order, inst.context);
-      payload = toJsonString(ConnectorCommandSchema, {
-        $typeName: 'o2c.v1.ConnectorCommand',
-        operation: step.call.operation,
-        orderId: inst.orderId,
-        step: step.name,
-        replyTo: '',
-        request: req as never,
-      });
-    }
-  } catch {
-    // The payload is for people; a step that cannot build its request has none.
-  }
-  const exception: ExceptionRow = {
-    id: t.world.exceptionId(),
-    orderId: inst.orderId,
-    step: stepName,
-    errorClass,
-    message,
-    attempts: inst.attempt,
-    payload,
-    status: 'open',
-    openedAt: t.now,
-    resolvedAt: null,
-    resolution: '',
-  };
-  t.d.openExceptions.push(exception);
-  t.d.kpis.push({ kind: 'fallout', step: stepName, errorClass });
-  t.d.events.push({
-    type: EventType.OrderFallout,
-    payload: {
-      case: 'orderFallout',
-      value: {
-        orderId: inst.orderId,
-        step: stepName,
-        errorClass,
-        message,
-        attempts: inst.attempt,
-        exceptionId: exception.id,
-      },
-    },
-  });
-  t.order.statusReason = `${stepName}: ${message}`;
-  inst.commandId = null;
-  inst.timerAt = null;
-  inst.updatedAt = t.now;
-  if (policy === 'hold') {
-    if (t.order.state !== OrderState.ON_HOLD) inst.context.stateBeforeHold = t.order.state;
-    t.order.state = OrderState.ON_HOLD;
-    inst.status = 'held';
-  } else if (policy === 'fail') {
-    t.order.state = OrderState.FAILED;
-    inst.status = 'failed';
-  } else {
-    inst.context.compensationCause = 'failure';
-    startCompensation(t);
-  }
+  if (policy === 'compensate') startCompensation(t);
 }
 
 function complete(t: Draft): void {
@@ -720,69 +530,6 @@ function onTimer(t: Draft): void {
     }
     sendCommand(t, step, inst.attempt + 1);
   }
-}
-
-// ---- compensation -----------------------------------------------------------------------------
-
-/** Undoes the completed steps that declare a compensation, last first. */
-function startCompensation(t: Draft): void {
-  t.inst.context.compensating = [...t.inst.context.completed]
-    .reverse()
-    .filter((name) => t.spec.steps.find((s) => s.name === name)?.compensate);
-  nextCompensation(t);
-}
-
-function nextCompensation(t: Draft): void {
-  const next = t.inst.context.compensating?.[0];
-  if (!next) {
-    const cancelled = t.inst.context.compensationCause === 'cancel';
-    t.inst.status = cancelled ? 'cancelled' : 'failed';
-    t.inst.commandId = null;
-    t.inst.timerAt = null;
-    t.inst.updatedAt = t.now;
-    if (!cancelled) t.order.state = OrderState.FAILED;
-    t.order.currentStep = '';
-    return;
-  }
-  sendCompensation(t, next, 1);
-  record(t, { step: `${COMPENSATE_PREFIX}${next}`, attempt: 1, outcome: 'started', startedAt: t.now });
-}
-
-function sendCompensation(t: Draft, stepName: string, attempt: number): void {
-  const step = t.spec.steps.find((s) => s.name === stepName);
-  if (!step?.call || !step.compensate) throw new Error(`step ${stepName} declares no compensation`);
-  const message = command(
-    t,
-    step.call.connector,
-    buildRequest(step.compensate.operation, t.order, t.inst.context),
-    `${COMPENSATE_PREFIX}${stepName}`,
-    `${t.inst.orderId}:${COMPENSATE_PREFIX}${stepName}`,
-  );
-  t.inst.status = 'compensating';
-  t.inst.step = `${COMPENSATE_PREFIX}${stepName}`;
-  t.inst.attempt = attempt;
-  t.inst.commandId = message.id;
-  t.inst.timerAt = t.now + backoffDelayMs(COMPENSATION_RESEND, attempt, t.world.random);
-  t.inst.updatedAt = t.now;
-}
-
-function onCompensationReply(t: Draft, outcome: StepOutcome): void {
-  const inst = t.inst;
-  const span = { step: inst.step, attempt: inst.attempt, startedAt: inst.updatedAt, endedAt: t.now };
-  if (outcome.kind === 'done') {
-    record(t, { ...span, outcome: 'compensated' });
-    inst.context.compensating = inst.context.compensating?.slice(1);
-    nextCompensation(t);
-    return;
-  }
-  if (outcome.kind === 'failed' && !outcome.retryable) {
-    record(t, { ...span, outcome: 'failed', errorClass: outcome.errorClass, message: outcome.message });
-    fallout(t, inst.step, outcome.errorClass, `compensation failed: ${outcome.message}`, 'hold');
-    return;
-  }
-  // Retryable: the timer resends it with backoff.
-  inst.commandId = null;
-  inst.timerAt = t.now + backoffDelayMs(COMPENSATION_RETRY, inst.attempt, t.world.random);
 }
 
 // ---- people: retry and resolve fallout --------------------------------------------------------

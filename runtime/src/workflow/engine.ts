@@ -18,15 +18,7 @@ import type { Logger } from '../observability/logger.js';
 import { newUlid } from '../orders/ids.js';
 import type { OrderChange, OrderRepository, OrderSave } from '../orders/repository.js';
 import type { OutboxMessage, Store, Tx } from '../store/types.js';
-import {
-  type DecideWorld,
-  type Decision,
-  decide,
-  generationOf,
-  isNotifyReply,
-  type KpiObservation,
-  type WorkflowInput,
-} from './decide.js';
+import { decide, generationOf, isNotifyReply, type WorkflowInput } from './decide.js';
 import {
   countDueTimers,
   dropEarlyEvent,
@@ -49,6 +41,7 @@ import { replyRoutingKey, workflowQueues } from './queues.js';
 import { validateSpec, type WorkflowSpec } from './spec.js';
 import { orderIdOf } from './steps.js';
 import { TimerLoop } from './timers.js';
+import type { DecideWorld, Decision, KpiObservation } from './transition.js';
 
 export interface WorkflowEngineOptions {
   store: Store;

@@ -2,7 +2,7 @@
 // orders by state, answers to the missed-event fallback.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { ErrorClass } from '../gen/o2c/v1/common_pb.js';
-import type { KpiObservation } from './decide.js';
+import type { KpiObservation } from './transition.js';
 
 const CYCLE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86_400, 604_800, 2_592_000];
 
