@@ -1,19 +1,23 @@
 // `make bench-bus`: RabbitMQ figures for the event backbone with persistent 1 KB protobuf envelopes
-// on quorum queues: confirmed publishes/s, consumes/s, deduplicated consumes (inbox on PostgreSQL,
+// on quorum queues: confirmed publishes/s of a connector reply (not in the event log), of the same
+// reply also appended to the log as before the log took domain events only, and of a domain event
+// (appended to the log), each with the broker's CPU per message; consumes/s, deduplicated consumes (inbox on PostgreSQL,
 // batched and one by one), the outbox relay, and publish -> consume -> inbox dedupe -> ack with
 // end-to-end latency. Writes bench/results/bus.json. Figures with their aims, not pass/fail.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import pg from 'pg';
 import pino from 'pino';
+import { eventLogTakes, eventRoutingKey, replyRoutingKey } from '../runtime/src/bus/addressing.js';
 import {
   BusConnection,
   ConfirmPublisher,
   Consumer,
   type Delivery,
+  declareEventLog,
   deleteQueueTopology,
   EVENT_LOG_STREAM,
   EVENTS_EXCHANGE,
@@ -37,6 +41,8 @@ const N_RELAY = Number(process.env.BENCH_BUS_RELAY_MESSAGES ?? 20_000);
 /** Outbox rows per ordering key in the relay run: a ten-step order writes about ten. */
 const RELAY_ROWS_PER_KEY = 10;
 const MAX_UNCONFIRMED = 2_000;
+/** The publish-only shapes run in this many interleaved rounds, N_PUBLISH messages per shape in all. */
+const PUBLISH_ROUNDS = Number(process.env.BENCH_BUS_PUBLISH_ROUNDS ?? 5);
 const INBOX_PREFETCH = 500;
 const INBOX_BATCH = 250;
 const AIMS = { confirmedPublishesPerSecond: 20_000, deduplicatedConsumesPerSecond: 5_000 };
@@ -62,13 +68,14 @@ function anEnvelope(type: string, nowMs = Date.now()): Envelope {
   });
 }
 
-/** Publishes `n` envelopes as fast as confirms allow, or at `ratePerSecond`. */
+/** Publishes `n` envelopes as fast as confirms allow, or at `ratePerSecond`; routing key = type unless given. */
 async function publishAll(
   publisher: ConfirmPublisher,
   n: number,
   type: string,
   onSent?: (env: Envelope) => void,
   ratePerSecond?: number,
+  routingKey = type,
 ) {
   let next = 0;
   const startedAt = performance.now();
@@ -83,7 +90,7 @@ async function publishAll(
       onSent?.(env);
       await publisher.publish({
         exchange: EVENTS_EXCHANGE,
-        routingKey: type,
+        routingKey,
         body: toBinary(EnvelopeSchema, env),
         messageId: env.id,
         type,
@@ -93,6 +100,48 @@ async function publishAll(
     }
   });
   await Promise.all(workers);
+}
+
+/**
+ * The broker process: the one listening on the AMQP port (its socket's inode among its descriptors),
+ * so private test brokers on the same machine are not counted. Undefined where /proc is not readable.
+ */
+function brokerPid(port: number): number | undefined {
+  try {
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+    const inodes = new Set<string>();
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A' && f[9]) inodes.add(`socket:[${f[9]}]`);
+      }
+    }
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (!readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('beam')) continue;
+        for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+          if (inodes.has(readlinkSync(`/proc/${pid}/fd/${fd}`))) return Number(pid);
+        }
+      } catch {
+        // a process that ended or is not ours to read
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/** CPU seconds (user + system) the process used so far. */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ ticks
+  } catch {
+    return undefined;
+  }
 }
 
 /** The effect rows of a batch's fresh deliveries, one statement. */
@@ -143,10 +192,10 @@ async function main(): Promise<void> {
     .catch(() => false);
   const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: MAX_UNCONFIRMED });
   const specs: QueueSpec[] = [];
-  const aSpec = (purpose: string): QueueSpec => {
+  const aSpec = (purpose: string, routingKey = `bench.${RUN}.${purpose}`): QueueSpec => {
     const spec: QueueSpec = {
       name: queueName(`bench${RUN}`, 'workflow', 'bus', purpose),
-      bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `bench.${RUN}.${purpose}` }],
+      bindings: [{ exchange: EVENTS_EXCHANGE, routingKey }],
       retry: { maxAttempts: 5, backoff: { initialMs: 1_000, maxMs: 30_000, multiplier: 2 } },
     };
     specs.push(spec);
@@ -154,14 +203,90 @@ async function main(): Promise<void> {
   };
 
   try {
-    // 1. publish-only: confirmed publishes into one quorum queue (plus the event log stream).
-    const throughput = aSpec('throughput');
-    await conn.declare(throughput);
+    // 1. publish-only, three shapes in the same minute, each into its own quorum queue: a connector
+    // reply (not in the event log), the same reply with the log also bound to its key (what every
+    // reply cost while the log was bound with '#'), and a domain event (in the log).
+    await declareEventLog(conn);
     const size = toBinary(EnvelopeSchema, anEnvelope('x')).length;
+    const benchNs = `bench${RUN}`;
+    const replyKey = replyRoutingKey({ namespace: benchNs, kind: 'workflow', name: 'bus' });
+    const eventType = 'o2c.v1.BenchEvent';
+    const eventKey = eventRoutingKey(`o2c/${benchNs}/connector/bus`, eventType);
+    const shapes = [
+      {
+        name: 'replyLoggedAsBefore',
+        label: 'reply, also in the event log (before)',
+        key: replyKey,
+        logAlso: true,
+      },
+      { name: 'reply', label: 'reply, not in the event log (after)', key: replyKey, logAlso: false },
+      { name: 'domainEvent', label: 'domain event, in the event log', key: eventKey, logAlso: false },
+    ] as const;
+    const pid = brokerPid(Number(new URL(AMQP_URL).port || 5672));
+    const publishFigures: Record<
+      string,
+      {
+        routingKey: string;
+        inEventLog: boolean;
+        messages: number;
+        seconds: number;
+        msgsPerSecond: number;
+        brokerCpuMicrosPerMessage?: number;
+        aim: number;
+      }
+    > = {};
+    let throughput!: QueueSpec;
+    // Rounds interleave the shapes, so load that comes and goes on a shared machine hits each alike.
+    const specsByShape = new Map<string, QueueSpec>();
+    for (const shape of shapes) {
+      const spec = aSpec(`publish-${shape.name.toLowerCase()}`, shape.key);
+      if (shape.name === 'reply') throughput = spec;
+      await conn.declare(spec);
+      specsByShape.set(shape.name, spec);
+    }
+    const totals = new Map(
+      shapes.map((s) => [s.name, { messages: 0, seconds: 0, cpu: 0 as number | undefined }]),
+    );
+    for (let round = 0; round < PUBLISH_ROUNDS; round++) {
+      const n = Math.floor(N_PUBLISH / PUBLISH_ROUNDS) + (round < N_PUBLISH % PUBLISH_ROUNDS ? 1 : 0);
+      for (const shape of shapes) {
+        const ch = await conn.createChannel();
+        if (shape.logAlso) await ch.bindQueue(EVENT_LOG_STREAM, EVENTS_EXCHANGE, shape.key);
+        const cpu0 = cpuSeconds(pid);
+        const started = performance.now();
+        try {
+          await publishAll(publisher, n, shape.key, undefined, undefined, shape.key);
+        } finally {
+          if (shape.logAlso) await ch.unbindQueue(EVENT_LOG_STREAM, EVENTS_EXCHANGE, shape.key);
+          await ch.close().catch(() => {});
+        }
+        const seconds = (performance.now() - started) / 1000;
+        const cpu1 = cpuSeconds(pid);
+        const total = totals.get(shape.name)!;
+        total.messages += n;
+        total.seconds += seconds;
+        total.cpu =
+          cpu0 !== undefined && cpu1 !== undefined && total.cpu !== undefined
+            ? total.cpu + cpu1 - cpu0
+            : undefined;
+        console.log(`publish-only round ${round + 1}, ${shape.label}: ${n} in ${seconds.toFixed(2)} s`);
+      }
+    }
+    for (const shape of shapes) {
+      const total = totals.get(shape.name)!;
+      const cpuPerMessage = total.cpu === undefined ? undefined : round((total.cpu * 1e6) / total.messages);
+      publishFigures[shape.name] = {
+        routingKey: shape.key,
+        inEventLog: shape.logAlso || eventLogTakes(shape.key),
+        messages: total.messages,
+        seconds: round(total.seconds, 2),
+        msgsPerSecond: Math.round(total.messages / total.seconds),
+        brokerCpuMicrosPerMessage: cpuPerMessage,
+        aim: AIMS.confirmedPublishesPerSecond,
+      };
+    }
+    // The reply queue is drained below; the other two go with the bench's queues at the end.
     let t0 = performance.now();
-    await publishAll(publisher, N_PUBLISH, `bench.${RUN}.throughput`);
-    const publishSeconds = (performance.now() - t0) / 1000;
-    console.log(`publish-only: ${N_PUBLISH} in ${publishSeconds.toFixed(2)} s`);
 
     // 2. consume-only: drain the queue filled above, ack each.
     let consumed = 0;
@@ -343,7 +468,6 @@ async function main(): Promise<void> {
     await consumer.stop();
     latencies.sort((a, b) => a - b);
 
-    const publishRate = Math.round(N_PUBLISH / publishSeconds);
     const dedupeRate = Math.round(N_INBOX / inboxSeconds);
     const result = {
       benchmark: 'bus',
@@ -363,14 +487,18 @@ async function main(): Promise<void> {
         encodedEnvelopeBytes: size,
         persistent: true,
         queueType: 'quorum',
-        alsoAppendedToEventLogStream: logBound,
+        eventLogStreamDeclared: logBound,
+        note: 'publish-only shapes each into one quorum queue; the other phases use bench keys the event log does not take',
       },
       publishOnly: {
-        messages: N_PUBLISH,
-        seconds: round(publishSeconds, 2),
-        msgsPerSecond: publishRate,
+        // The headline is the domain event, the shape that still costs the log's copy.
+        ...publishFigures.domainEvent!,
+        headlineShape: 'domainEvent',
         maxUnconfirmed: MAX_UNCONFIRMED,
-        aim: AIMS.confirmedPublishesPerSecond,
+        brokerPid: pid,
+        rounds: PUBLISH_ROUNDS,
+        shapes: publishFigures,
+        note: 'same minute, in interleaved rounds of: reply with the log bound to its key (as under the old # binding), reply without, domain event; broker CPU from /proc utime+stime of the broker process, which also serves everything else running on the machine',
       },
       consumeOnly: {
         messages: N_PUBLISH,
@@ -423,18 +551,21 @@ async function main(): Promise<void> {
     const machine = `${result.machine.cores} cores (${result.machine.cpu}), RabbitMQ ${brokerVersion} and PostgreSQL ${pgVersion} on the same host, load ${loadAtStart.join(' ')} at start`;
     const line = (label: string, value: number, aim?: number) =>
       console.log(
-        `${label.padEnd(44)} ${String(value).padStart(7)}/s${aim ? `   aim >= ${aim.toLocaleString('en')}/s ${value >= aim ? 'met' : 'not met'}` : ''}`,
+        `${label.padEnd(62)} ${String(value).padStart(7)}/s${aim ? `   aim >= ${aim.toLocaleString('en')}/s ${value >= aim ? 'met' : 'not met'}` : ''}`,
       );
-    console.log(
-      `\nbus figures on ${machine}; ~${size} B persistent envelopes on quorum queues${logBound ? ', each also appended to the event log stream' : ''}`,
-    );
-    line('confirmed publishes', publishRate, AIMS.confirmedPublishesPerSecond);
+    console.log(`\nbus figures on ${machine}; ~${size} B persistent envelopes on quorum queues`);
+    for (const shape of shapes) {
+      const f = publishFigures[shape.name]!;
+      line(`confirmed publishes, ${shape.label}`, f.msgsPerSecond, AIMS.confirmedPublishesPerSecond);
+      if (f.brokerCpuMicrosPerMessage !== undefined)
+        console.log(`${''.padEnd(62)} broker CPU ${f.brokerCpuMicrosPerMessage} us/msg`);
+    }
     line('consumes (ack only)', result.consumeOnly.msgsPerSecond);
     line('deduplicated consumes (batched inbox)', dedupeRate, AIMS.deduplicatedConsumesPerSecond);
     line('deduplicated consumes (one by one)', result.consumeWithInboxOnPostgresOneByOne.msgsPerSecond);
     line('outbox relay', result.outboxRelay.msgsPerSecond);
     console.log(
-      `${'publish -> dedupe -> commit latency'.padEnd(44)} p50 ${result.publishConsumeInboxAck.latencyMs.p50} ms, p99 ${result.publishConsumeInboxAck.latencyMs.p99} ms at ${E2E_RATE}/s offered`,
+      `${'publish -> dedupe -> commit latency'.padEnd(62)} p50 ${result.publishConsumeInboxAck.latencyMs.p50} ms, p99 ${result.publishConsumeInboxAck.latencyMs.p99} ms at ${E2E_RATE}/s offered`,
     );
   } finally {
     for (const spec of specs) await deleteQueueTopology(conn.model!, spec).catch(() => {});
