@@ -106,6 +106,16 @@ export function afterFailedCheckout(
   return { retryInMs };
 }
 
+/**
+ * Whether a query's failure leaves its client unfit for the pool: an `unavailable` error (the session
+ * terminated, 57P01, or its connection lost) often reaches the query before the client's own 'error'
+ * event, and a client handed back then fails the next checkout of a caller that never reached the
+ * database.
+ */
+function spentBy(err: unknown): boolean {
+  return classifyStoreError(err) === 'unavailable';
+}
+
 /** A checked-out client with its own error listener; `broken` once its connection failed. */
 interface HeldClient {
   client: pg.PoolClient;
@@ -198,7 +208,8 @@ export class PostgresStore implements Store {
       );
       await client.query('COMMIT');
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => held.release(true));
+      if (spentBy(err)) held.release(true);
+      else await client.query('ROLLBACK').catch(() => held.release(true));
       throw err;
     } finally {
       held.release();
@@ -212,7 +223,8 @@ export class PostgresStore implements Store {
       await held.client.query('COMMIT');
       return value;
     } catch (err) {
-      await held.client.query('ROLLBACK').catch(() => held.release(true));
+      if (spentBy(err)) held.release(true);
+      else await held.client.query('ROLLBACK').catch(() => held.release(true));
       throw err;
     } finally {
       held.release();
@@ -238,6 +250,9 @@ export class PostgresStore implements Store {
     try {
       const res = await held.client.query(sql, params);
       return res.rows as R[];
+    } catch (err) {
+      held.release(spentBy(err));
+      throw err;
     } finally {
       held.release();
     }
