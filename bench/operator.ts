@@ -156,12 +156,17 @@ async function main(): Promise<void> {
   }, 1000);
   let sampler: NodeJS.Timeout | undefined;
   try {
-    // Leader and caches synced.
+    // Leader and caches synced (readyz answers 200 once a leader's informers have their first list).
     for (;;) {
-      const ok = await fetch(`http://127.0.0.1:${healthPort}/metrics`)
+      const leader = await fetch(`http://127.0.0.1:${healthPort}/metrics`)
         .then((r) => r.text())
         .then((t) => /o2c_operator_leader 1/.test(t))
         .catch(() => false);
+      const ok =
+        leader &&
+        (await fetch(`http://127.0.0.1:${healthPort}/readyz`)
+          .then((r) => r.status === 200)
+          .catch(() => false));
       if (ok) break;
       if (operator.exitCode !== null) throw new Error(`operator exited with ${operator.exitCode}`);
       await new Promise((r) => setTimeout(r, 200));
