@@ -232,7 +232,22 @@ if (image) {
 // ---- the table ----------------------------------------------------------------------------------
 const dates = Object.entries({ workflow, api, bus, operator, connectors, image })
   .filter(([, d]) => d)
-  .map(([k, d]) => `${k} ${String(at(d, 'date') ?? at(d, 'when') ?? '?').slice(0, 16)}`);
+  .map(([k, d]) => {
+    const load = [
+      'runs.0.loadAverageAtStart',
+      'machine.loadAverageAtStart',
+      'machine.loadAverageBefore',
+      'loadAverageAtStart',
+      'loadAverage',
+      'machine.loadAverageAtEnd',
+      'loadAverageAtEnd',
+    ]
+      .map((p) => at(d, p))
+      .find((v) => v !== undefined);
+    const first = Array.isArray(load) ? load[0] : load;
+    const when = String(at(d, 'date') ?? at(d, 'when') ?? '?').slice(0, 16);
+    return `${k} ${when}${typeof first === 'number' ? ` (load ${fmt(first)})` : ''}`;
+  });
 const host = at(workflow, 'machine');
 const machine =
   host && typeof host === 'object' && 'cores' in host
