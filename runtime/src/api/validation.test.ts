@@ -1,4 +1,5 @@
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { create, getOption, type MessageInitShape } from '@bufbuild/protobuf';
+import { predefined, ViolationsSchema } from '@bufbuild/protovalidate/gen/buf/validate/validate_pb.js';
 import { ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import type { OrderSchema } from '../gen/o2c/v1/entities_pb.js';
@@ -8,7 +9,8 @@ import {
   ListOrdersRequestSchema,
   SubmitOrderRequestSchema,
 } from '../gen/o2c/v1/order_service_pb.js';
-import { assertValid } from './validation.js';
+import { nativeRegexMatch } from './native-regex.js';
+import { assertValid, NAMED_PATTERNS } from './validation.js';
 
 type OrderInit = Exclude<MessageInitShape<typeof OrderSchema>, { $typeName: string }>;
 
@@ -119,5 +121,59 @@ describe('order input rules', () => {
     ],
   ])('accepts %s', (_name, run) => {
     expect(violation(run)).toBe('valid');
+  });
+});
+
+/** Every code point up to U+07FF (C0, DEL, C1, Latin, ...) and some beyond: line separators, BOM, emoji. */
+const CODE_POINTS = [...Array.from({ length: 0x800 }, (_, i) => i), 0x2028, 0x2029, 0xfeff, 0xfffd, 0x1f69a];
+
+describe('named patterns (the predefined rules written as string.pattern)', () => {
+  it.each(NAMED_PATTERNS.map((r) => [r.ruleId, r] as const))(
+    '%s is the pattern and message of its predefined rule in rules.proto',
+    (_id, r) => {
+      const [cel] = getOption(r.rule, predefined).cel;
+      // The rule refuses a string with a character of its class; the pattern accepts only others.
+      const klass = r.pattern.replace(/^\^\[\^/, '[').replace(/\]\*\$$/, ']');
+      expect(cel?.id).toBe(r.ruleId);
+      expect(cel?.expression).toContain(`this.matches('${klass.replaceAll('\\', '\\\\')}')`);
+      expect(cel?.expression).toContain(`'${r.message}'`);
+      for (const cp of CODE_POINTS) {
+        const s = `a${String.fromCodePoint(cp)}b`;
+        expect(nativeRegexMatch(r.pattern, s), `U+${cp.toString(16)}`).toBe(!nativeRegexMatch(klass, s));
+      }
+    },
+  );
+
+  it('a field with a named pattern refuses the same characters as a field with the predefined rule', () => {
+    // Order.customer_id carries the identifier pattern, OrderLine.sku the predefined CEL rule.
+    const refusedBy = (run: () => void) => violation(run).includes('must not contain control characters');
+    for (const cp of CODE_POINTS) {
+      const c = String.fromCodePoint(cp);
+      const asPattern = refusedBy(submit(anOrder({ customerId: `A${c}B` })));
+      const asRule = refusedBy(submit(anOrder({ lines: [{ sku: `A${c}B`, quantity: 1 }] })));
+      expect(asPattern, `U+${cp.toString(16)}`).toBe(asRule);
+    }
+  });
+
+  it('reports a violated named pattern with its rule id and rule path in the details', () => {
+    let details: { ruleId: string; rule: string }[] = [];
+    try {
+      assertValid(
+        SubmitOrderRequestSchema,
+        create(SubmitOrderRequestSchema, { order: anOrder({ customerId: 'A\u0000', notes: 'x\u0000' }) }),
+      );
+    } catch (err) {
+      details = ConnectError.from(err)
+        .findDetails(ViolationsSchema)
+        .flatMap((v) => v.violations)
+        .map((v) => ({
+          ruleId: v.ruleId,
+          rule: (v.rule?.elements ?? []).map((e) => e.fieldName).join('.'),
+        }));
+    }
+    expect(details).toEqual([
+      { ruleId: 'string.identifier', rule: 'string.[o2c.v1.identifier]' },
+      { ruleId: 'string.text', rule: 'string.[o2c.v1.text]' },
+    ]);
   });
 });
