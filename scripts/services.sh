@@ -33,6 +33,21 @@ rabbit_node_up() { rabbitmqctl -q ping; }
 # (both diagnostics exit 0 either way; their text says which)
 rabbit_ready() { rabbitmq-diagnostics -q is_running 2>&1 | grep -q 'fully booted and running'; }
 rabbit_booting() { rabbitmq-diagnostics -q is_booting 2>&1 | grep -q ' is booting'; }
+# Quorum queues and connections each take file descriptors (about 3 per quorum queue); a broker
+# started with the default soft limit of 1024 stops accepting connections once the benchmarks
+# declare a few thousand queues. Such a broker is restarted once with the raised limit, before
+# anything runs against it.
+rabbit_fd_limit() {
+  local pid
+  pid=$(pgrep -o -f 'beam.smp.*rabbit' 2>/dev/null) || return 1
+  awk '/^Max open files/ {print $4}' "/proc/$pid/limits" 2>/dev/null
+}
+limit=$(rabbit_fd_limit || true)
+if [ -n "$limit" ] && [ "$limit" != unlimited ] && [ "$limit" -lt 16384 ] && rabbit_node_up >/dev/null 2>&1; then
+  log "restarting RabbitMQ: its open-file limit is $limit"
+  rabbitmqctl -q stop >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do rabbit_node_up >/dev/null 2>&1 || break; sleep 1; done
+fi
 if ! rabbit_node_up >/dev/null 2>&1; then
   log "starting RabbitMQ"
   # Quorum queues and connections each take file descriptors; 1024 runs out under the benchmarks.

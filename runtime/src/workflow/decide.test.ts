@@ -549,6 +549,13 @@ describe('an await step', () => {
     expect(w.inst).toMatchObject({ status: 'running', step: 'invoice' });
     expect(w.order.state).toBe(OrderState.SHIPPED);
   });
+
+  it('records the await step an early event completes as starting when the order reached it', () => {
+    const w0 = play(upTo('release'), event(dispatched()));
+    const w = play(w0, reply(w0, success.release), 1_000);
+    const awaited = w.last.stepRecords.find((r) => r.step === 'await-dispatch');
+    expect(awaited).toMatchObject({ outcome: 'succeeded', startedAt: w.now, endedAt: w.now });
+  });
 });
 
 // ---- compensation and cancel ---------------------------------------------------------------------

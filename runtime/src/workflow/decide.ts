@@ -283,6 +283,7 @@ function enterStep(t: Draft, index: number, causationId?: string): void {
   if (early) {
     t.d.takeEarly.push(type);
     t.inst.attempt = 1;
+    t.inst.updatedAt = t.now; // the step starts now: its record spans this moment, not the step before
     onStepOutcome(t, step, applyAwaitedEvent(early, t.order, t.inst.context));
     return;
   }
