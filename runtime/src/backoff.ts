@@ -1,5 +1,6 @@
-// The runtime's one retry delay formula: capped exponential backoff with jitter. The bus reconnects,
-// the store reaches for the database and the outbox relay re-acquires its lease with it.
+// The one retry delay formula of o2c: capped exponential backoff with jitter. The bus reconnects and
+// retry tiers, the store's reach for the database, the relay's lease, step retries, compensation
+// resends, await polls and the operator's work queue and informers all take their delays from it.
 
 export interface BackoffOptions {
   initialMs: number;

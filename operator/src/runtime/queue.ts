@@ -1,6 +1,7 @@
 // A work queue in the client-go mould: a key is processed by at most one worker at a time, a key
 // added while it is queued is deduplicated, a key added while it is processing runs once more after,
 // and failures are retried with capped exponential backoff per key.
+import { backoffDelayMs } from '../../../runtime/src/backoff.js';
 
 export interface BackoffPolicy {
   baseMs: number;
@@ -14,8 +15,9 @@ export interface QueueObserver {
   onResult?(key: string, ok: boolean, durationMs: number, error?: unknown): void;
 }
 
+/** The runtime's one backoff formula at the top of its jitter range: like client-go, no jitter per key. */
 export function backoffDelay(failures: number, policy: BackoffPolicy): number {
-  return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, failures - 1));
+  return backoffDelayMs({ initialMs: policy.baseMs, maxMs: policy.maxMs, multiplier: 2 }, failures, () => 1);
 }
 
 export class WorkQueue {
