@@ -142,17 +142,7 @@ export function decide(
       return rejected(`order ${input.exception.orderId} not found`);
     return nothing('no such order');
   }
-  const t: Draft = {
-    inst: structuredClone(instance),
-    before: order,
-    order: clone(OrderSchema, order),
-    now,
-    spec,
-    world,
-    early: input.early ?? new Map(),
-    d: nothing(''),
-  };
-  delete t.d.ignored;
+  const t = draft(structuredClone(instance), order, spec, input, now, world);
   switch (input.kind) {
     case 'order-cancelled':
       t.d.resolveOpenExceptions = 'order cancelled';
@@ -198,35 +188,49 @@ function begin(
   world: DecideWorld,
 ): Decision {
   const generation = generationOf(order, world.generation);
-  const t: Draft = {
-    inst: {
-      orderId: order.id,
-      workflow: world.workflow,
-      generation,
-      status: 'running',
-      stepIndex: 0,
-      step: '',
-      attempt: 0,
-      commandId: null,
-      timerAt: null,
-      context: emptyContext(),
-      startedAt: now,
-      updatedAt: now,
-    },
+  const inst: Instance = {
+    orderId: order.id,
+    workflow: world.workflow,
+    generation,
+    status: 'running',
+    stepIndex: 0,
+    step: '',
+    attempt: 0,
+    commandId: null,
+    timerAt: null,
+    context: emptyContext(),
+    startedAt: now,
+    updatedAt: now,
+  };
+  const t = draft(inst, order, spec, input, now, world);
+  t.d.created = true;
+  if (t.order.workflowGeneration === 0n) t.order.workflowGeneration = BigInt(generation);
+  t.order.state = OrderState.IN_PROGRESS;
+  enterStep(t, 0, input.causationId);
+  return finish(t);
+}
+
+/** A draft of the change to an order and its instance, with an empty decision. */
+function draft(
+  inst: Instance,
+  order: Order,
+  spec: WorkflowSpec,
+  input: DecideInput,
+  now: number,
+  world: DecideWorld,
+): Draft {
+  const d = nothing('');
+  delete d.ignored;
+  return {
+    inst,
     before: order,
     order: clone(OrderSchema, order),
     now,
     spec,
     world,
     early: input.early ?? new Map(),
-    d: nothing(''),
+    d,
   };
-  delete t.d.ignored;
-  t.d.created = true;
-  if (t.order.workflowGeneration === 0n) t.order.workflowGeneration = BigInt(generation);
-  t.order.state = OrderState.IN_PROGRESS;
-  enterStep(t, 0, input.causationId);
-  return finish(t);
 }
 
 /** Turns the draft into the decision: the order's change and its notifications, the instance. */
