@@ -8,7 +8,7 @@ import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { type Order, OrderSchema, OrderState } from '../gen/o2c/v1/entities_pb.js';
 import { classifyStoreError, nothingWritten } from '../store/errors.js';
 import type { PostgresStore } from '../store/postgres.js';
-import { headersText, OUTBOX_INSERT_COLUMNS } from '../store/sql-common.js';
+import { OUTBOX_INSERT_COLUMNS, outboxValuesBeforeBody } from '../store/sql-common.js';
 import type { OutboxMessage, SqlParam, Store, Tx } from '../store/types.js';
 import { buildEnvelope, type EnvelopePayload, EventType, envelopeToOutbox } from './envelope.js';
 import { GroupCommit, type Outcome } from './group-commit.js';
@@ -142,18 +142,7 @@ interface PreparedSubmit extends SubmitAttempt {
 /** The OrderSubmitted outbox row of a submit, then the id of the order it belongs to. */
 function outboxValues(w: PreparedSubmit): SqlParam[] {
   const m = w.outbox;
-  return [
-    m.id,
-    m.exchange,
-    m.routingKey,
-    m.type,
-    m.correlationId,
-    m.orderingKey,
-    headersText(m),
-    m.body,
-    w.now,
-    w.order.id,
-  ];
+  return [...outboxValuesBeforeBody(m), m.body, w.now, w.order.id];
 }
 
 /** VALUES rows take no type from a target column: the outbox values' types, then the order id's. */

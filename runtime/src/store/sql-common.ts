@@ -38,3 +38,13 @@ export const OUTBOX_INSERT_COLUMNS =
 export function headersText(m: OutboxMessage): string | null {
   return m.headers ? JSON.stringify(m.headers) : null;
 }
+
+/**
+ * A message's values for the outbox columns before `body`, in OUTBOX_INSERT_COLUMNS order; each
+ * dialect adds the body in its own form, then `created_at`.
+ */
+export function outboxValuesBeforeBody(
+  m: OutboxMessage,
+): [string, string, string, string, string, string, string | null] {
+  return [m.id, m.exchange, m.routingKey, m.type, m.correlationId, m.orderingKey, headersText(m)];
+}

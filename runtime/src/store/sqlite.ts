@@ -8,8 +8,8 @@ import type { Migration } from './migration.js';
 import {
   CLAIM_INBOX_SQL,
   claimOrder,
-  headersText,
   OUTBOX_INSERT_COLUMNS,
+  outboxValuesBeforeBody,
   PENDING_OUTBOX_SQL,
   toOutboxRow,
 } from './sql-common.js';
@@ -58,13 +58,7 @@ class SqliteTx implements Tx {
   async enqueueOutbox(messages: OutboxMessage[]): Promise<void> {
     if (messages.length === 0) return;
     const rows = messages.map((m) => [
-      m.id,
-      m.exchange,
-      m.routingKey,
-      m.type,
-      m.correlationId,
-      m.orderingKey,
-      headersText(m),
+      ...outboxValuesBeforeBody(m),
       Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength).toString('hex'),
     ]);
     this.db.prepare(ENQUEUE_OUTBOX_SQL).run(JSON.stringify(rows), Date.now());
