@@ -3,15 +3,13 @@
 // a throwing batch retried whole, and coalesced acks that neither lose nor double-ack a delivery.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BusConnection,
-  ConfirmPublisher,
+  type BusConnection,
+  type ConfirmPublisher,
   Consumer,
   type Delivery,
-  deleteQueueTopology,
   EVENTS_EXCHANGE,
   type HandlerOutcome,
   handleBatchOnce,
@@ -21,9 +19,9 @@ import {
   queueName,
 } from '../../runtime/src/bus/index.js';
 import { type Envelope, EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
-import { openStore, type Store } from '../../runtime/src/store/index.js';
+import type { Store } from '../../runtime/src/store/index.js';
+import { closeBus, eventually, openBus } from './support/bus.js';
 
-const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const DB = 'o2c_test_bus_batch';
 const RUN = randomBytes(3).toString('hex');
 const NS = `busbatch${RUN}`;
@@ -72,19 +70,6 @@ async function publishInOrder(envs: Envelope[]): Promise<void> {
   for (const env of envs) await publishEnvelope(env);
 }
 
-async function eventually<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function effects(consumer: string): Promise<string[]> {
   return store.transaction(async (tx) =>
     (
@@ -122,28 +107,21 @@ async function readyIn(queue: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  store = await openStore(`postgres://postgres@127.0.0.1:5432/${DB}`);
-  await store.transaction((tx) =>
-    tx.execute(
-      'CREATE TABLE bus_effects (seq BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, message_id TEXT NOT NULL)',
-    ),
-  );
-  const logger = pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) });
-  conn = new BusConnection({ url: AMQP_URL, name: 'bus-batch-test', logger });
-  await conn.start();
-  publisher = new ConfirmPublisher(conn);
+  ({ store, conn, publisher } = await openBus({
+    db: DB,
+    name: 'bus-batch-test',
+    logger: pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) }),
+    prepare: (s) =>
+      s.transaction((tx) =>
+        tx.execute(
+          'CREATE TABLE bus_effects (seq BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, message_id TEXT NOT NULL)',
+        ),
+      ),
+  }));
 });
 
 afterAll(async () => {
-  for (const spec of specs) await deleteQueueTopology(conn.model!, spec).catch(() => {});
-  await publisher?.close();
-  await conn?.close();
-  await store?.close();
+  await closeBus({ store, conn, publisher }, specs);
 });
 
 describe('batch consumer', () => {

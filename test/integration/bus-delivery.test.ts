@@ -2,19 +2,17 @@
 // poison messages, ordering keys, topology conflicts, unroutable messages and the event log.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventRoutingKey, sourceOf } from '../../runtime/src/bus/addressing.js';
 import {
   BusConnection,
   COMMANDS_EXCHANGE,
-  ConfirmPublisher,
+  type ConfirmPublisher,
   Consumer,
   type Delivery,
   declareEventLog,
   declareQueueTopology,
-  deleteQueueTopology,
   EVENTS_EXCHANGE,
   type HandlerOutcome,
   handleOnce,
@@ -31,9 +29,10 @@ import {
   UnroutableError,
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
-import { openStore, type Store } from '../../runtime/src/store/index.js';
+import type { Store } from '../../runtime/src/store/index.js';
+import { closeBus, eventually, openBus } from './support/bus.js';
+import { BROKER_URL } from './support/services.js';
 
-const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const DB = 'o2c_test_bus_delivery';
 const RUN = randomBytes(3).toString('hex');
 const NS = `busdlv${RUN}`;
@@ -79,19 +78,6 @@ async function publishEnvelope(env: ReturnType<typeof anEnvelope>, routingKey = 
   });
 }
 
-async function eventually<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function effects(consumer: string): Promise<string[]> {
   return store.transaction(async (tx) =>
     (
@@ -113,26 +99,20 @@ function recordOnce(consumer: string) {
 }
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  store = await openStore(`postgres://postgres@127.0.0.1:5432/${DB}`);
-  await store.transaction((tx) =>
-    tx.execute('CREATE TABLE bus_effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL)'),
-  );
-  conn = new BusConnection({ url: AMQP_URL, name: 'bus-delivery-test', logger: pino({ level: 'error' }) });
-  await conn.start();
+  ({ store, conn, publisher } = await openBus({
+    db: DB,
+    name: 'bus-delivery-test',
+    logger: pino({ level: 'error' }),
+    prepare: (s) =>
+      s.transaction((tx) =>
+        tx.execute('CREATE TABLE bus_effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL)'),
+      ),
+  }));
   await declareEventLog(conn);
-  publisher = new ConfirmPublisher(conn);
 });
 
 afterAll(async () => {
-  for (const spec of specs) await deleteQueueTopology(conn.model!, spec).catch(() => {});
-  await publisher?.close();
-  await conn?.close();
-  await store?.close();
+  await closeBus({ store, conn, publisher }, specs);
 });
 
 describe('retries and dead letters', () => {
@@ -252,7 +232,7 @@ describe('ordering keys', () => {
     const seen = new Map<string, number[]>();
     const failedOnce = new Set<string>();
     const second = new BusConnection({
-      url: AMQP_URL,
+      url: BROKER_URL,
       name: 'bus-delivery-test-2',
       logger: pino({ level: 'error' }),
     });

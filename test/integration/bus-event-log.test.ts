@@ -6,7 +6,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import amqp from 'amqplib';
-import pg from 'pg';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,8 +17,8 @@ import {
   sourceOf,
 } from '../../runtime/src/bus/addressing.js';
 import {
-  BusConnection,
-  ConfirmPublisher,
+  type BusConnection,
+  type ConfirmPublisher,
   DEFAULT_EVENT_LOG_RETENTION,
   declareEventLog,
   EVENT_LOG_STREAM,
@@ -30,8 +29,9 @@ import {
 import { runEvents } from '../../runtime/src/cli/events.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { OutboxRelay } from '../../runtime/src/outbox/relay.js';
-import { openStore, type Store } from '../../runtime/src/store/index.js';
+import type { Store } from '../../runtime/src/store/index.js';
 import type { OutboxMessage } from '../../runtime/src/store/types.js';
+import { closeBus, eventually, openBus } from './support/bus.js';
 import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
 
 const DB = 'o2c_test_bus_event_log';
@@ -105,33 +105,18 @@ async function logged(since: Date, ids: string[]): Promise<string[]> {
   return seen;
 }
 
-async function eventually<T>(probe: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 beforeAll(async () => {
   broker = await startPrivateRabbit('bus-event-log');
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  store = await openStore(`postgres://postgres@127.0.0.1:5432/${DB}`);
-  conn = new BusConnection({ url: broker.url, name: 'bus-event-log-test', logger });
-  await conn.start();
-  publisher = new ConfirmPublisher(conn);
+  ({ store, conn, publisher } = await openBus({
+    db: DB,
+    name: 'bus-event-log-test',
+    logger,
+    url: broker.url,
+  }));
 }, 180_000);
 
 afterAll(async () => {
-  await publisher?.close();
-  await conn?.close();
-  await store?.close();
+  await closeBus({ store, conn, publisher });
   await broker?.close();
 });
 

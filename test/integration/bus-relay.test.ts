@@ -3,23 +3,21 @@
 // (partitioned) queue in write order and all in the same partition.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BusConnection,
-  ConfirmPublisher,
+  type BusConnection,
+  type ConfirmPublisher,
   Consumer,
-  deleteQueueTopology,
   EVENTS_EXCHANGE,
   type QueueSpec,
   queueName,
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { OutboxRelay } from '../../runtime/src/outbox/relay.js';
-import { openStore, type Store } from '../../runtime/src/store/index.js';
+import type { Store } from '../../runtime/src/store/index.js';
+import { closeBus, eventually, openBus } from './support/bus.js';
 
-const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const DB = 'o2c_test_bus_relay';
 const RUN = randomBytes(3).toString('hex');
 const NS = `busrelay${RUN}`;
@@ -30,36 +28,12 @@ let publisher: ConfirmPublisher;
 let store: Store;
 const specs: QueueSpec[] = [];
 
-async function eventually<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  store = await openStore(`postgres://postgres@127.0.0.1:5432/${DB}`);
-  conn = new BusConnection({ url: AMQP_URL, name: 'bus-relay-test', logger });
-  await conn.start();
-  publisher = new ConfirmPublisher(conn);
+  ({ store, conn, publisher } = await openBus({ db: DB, name: 'bus-relay-test', logger }));
 });
 
 afterAll(async () => {
-  for (const spec of specs) await deleteQueueTopology(conn.model!, spec).catch(() => {});
-  await publisher?.close();
-  await conn?.close();
-  await store?.close();
+  await closeBus({ store, conn, publisher }, specs);
 });
 
 describe('outbox relay', () => {
