@@ -8,7 +8,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -25,16 +24,18 @@ import {
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { openStore, type Store } from '../../runtime/src/store/index.js';
+import { eventually } from './support/bus.js';
 import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
+import { BROKER_URL, freshDatabase } from './support/services.js';
 
-const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const DB = 'o2c_test_bus_recovery';
-const DB_URL = `postgres://postgres@127.0.0.1:5432/${DB}`;
 const NS = `busrec${randomBytes(3).toString('hex')}`;
 const ROOT = resolve(import.meta.dirname, '../..');
 const logger = pino({ level: 'error' });
 
 let store: Store;
+/** The fresh database's URL, for the consumer processes too. */
+let dbUrl: string;
 const specs: QueueSpec[] = [];
 const connections: BusConnection[] = [];
 const children: ChildProcess[] = [];
@@ -49,7 +50,7 @@ function aSpec(purpose: string): QueueSpec {
   return spec;
 }
 
-async function aConnection(name: string, url = AMQP_URL): Promise<BusConnection> {
+async function aConnection(name: string, url = BROKER_URL): Promise<BusConnection> {
   const conn = new BusConnection({
     url,
     name,
@@ -104,23 +105,9 @@ async function effectCounts(consumer: string): Promise<{ rows: number; distinct:
   return row!;
 }
 
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  store = await openStore(DB_URL, { poolSize: 30 });
+  dbUrl = await freshDatabase(DB);
+  store = await openStore(dbUrl, { poolSize: 30 });
   await store.transaction((tx) =>
     tx.execute('CREATE TABLE bus_effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL)'),
   );
@@ -246,7 +233,13 @@ function spawnConsumer(spec: QueueSpec, consumerName: string): Promise<ChildProc
   // SIGKILL to the wrapper would leave the consumer running.
   const child = spawn(process.execPath, ['--import', 'tsx', file], {
     cwd: ROOT,
-    env: { ...process.env, SPEC: JSON.stringify(spec), DB_URL, AMQP_URL, CONSUMER: consumerName },
+    env: {
+      ...process.env,
+      SPEC: JSON.stringify(spec),
+      DB_URL: dbUrl,
+      AMQP_URL: BROKER_URL,
+      CONSUMER: consumerName,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
