@@ -6,14 +6,18 @@ import { EnvelopeSchema } from '../gen/o2c/v1/events_pb.js';
 import { openStore, registerMigrations } from '../store/index.js';
 import type { OutboxMessage } from '../store/types.js';
 import { connectorMigrations } from './bindings.js';
-import { ManualClock } from './clock.js';
+import { type Clock, ManualClock, systemClock } from './clock.js';
 import { buildCommandEnvelope, type CommandRequest, decodeReply } from './commands.js';
 import type { ConnectorRuntimeConfig } from './config.js';
 import { ConnectorFailure } from './driver.js';
 import { ConnectorRuntime } from './runtime.js';
 import { SimulatorDriver } from './simulator/driver.js';
 
-function aRuntime(config: Partial<ConnectorRuntimeConfig> = {}, driver = new SimulatorDriver({ seed: 7 })) {
+function aRuntime(
+  config: Partial<ConnectorRuntimeConfig> = {},
+  driver = new SimulatorDriver({ seed: 7 }),
+  clock: Clock = new ManualClock(),
+) {
   const published: OutboxMessage[] = [];
   const runtime = new ConnectorRuntime({
     config: {
@@ -26,7 +30,7 @@ function aRuntime(config: Partial<ConnectorRuntimeConfig> = {}, driver = new Sim
     },
     driver,
     publisher: { publish: async (m) => void published.push(m) },
-    clock: new ManualClock(),
+    clock,
   });
   return { runtime, published, driver };
 }
@@ -237,20 +241,11 @@ describe('ConnectorRuntime with a store, a delivery batch at once', () => {
 
   it('admits the calls of a batch at the rate limit: one token now, the next a tenth of a second later', async () => {
     const clock = new ManualClock();
-    const driver = new SimulatorDriver({}, clock);
-    const published: OutboxMessage[] = [];
-    const runtime = new ConnectorRuntime({
-      config: {
-        name: 'erp',
-        system: 'erp',
-        driver: 'simulator',
-        owns: ['order'],
-        limits: { requestsPerSecond: 10, burst: 1, maxConcurrency: 8 },
-      },
-      driver,
+    const { runtime, published, driver } = aRuntime(
+      { owns: ['order'], limits: { requestsPerSecond: 10, burst: 1, maxConcurrency: 8 } },
+      new SimulatorDriver({}, clock),
       clock,
-      publisher: { publish: async (m) => void published.push(m) },
-    });
+    );
     const done = runtime.handleEnvelopes(
       Array.from({ length: 3 }, (_, i) => ({ envelope: orderCommand(`o-${i}`) })),
     );
@@ -264,20 +259,15 @@ describe('ConnectorRuntime with a store, a delivery batch at once', () => {
   });
 
   it('lets no call of a batch through once the circuit opened: the rest fail fast for the bus to retry', async () => {
-    const driver = new SimulatorDriver({ failureRate: 1 });
-    const published: OutboxMessage[] = [];
-    const runtime = new ConnectorRuntime({
-      config: {
-        name: 'erp',
-        system: 'erp',
-        driver: 'simulator',
+    const { runtime, published, driver } = aRuntime(
+      {
         owns: ['order'],
         limits: { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 1 },
         circuitBreaker: { consecutiveFailures: 2, openFor: '30s' },
       },
-      driver,
-      publisher: { publish: async (m) => void published.push(m) },
-    });
+      new SimulatorDriver({ failureRate: 1 }),
+      systemClock,
+    );
     const outcomes = await runtime.handleEnvelopes(
       Array.from({ length: 5 }, (_, i) => ({ envelope: orderCommand(`o-${i}`) })),
     );
