@@ -14,7 +14,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OrderState } from '../../runtime/src/gen/o2c/v1/entities_pb.js';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
-import { errorKind, type Submission, steadyLoad, submitOnce } from './support/order-load.js';
+import { errorKind, type Submission, steadyLoad, submitOnce, waitUntilPaid } from './support/order-load.js';
 import {
   type PrivatePostgres,
   type PrivateRabbit,
@@ -112,22 +112,6 @@ async function settle(submissions: Submission[]) {
   return { accepted, errors };
 }
 
-async function waitUntilPaid(ids: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const rows = await query<{ id: string; state: number; current: string }>(
-      'SELECT id, state FROM orders WHERE id = ANY($1::text[]) AND state <> $2',
-      [ids, OrderState.PAID],
-    );
-    if (rows.length === 0) return;
-    if (Date.now() > deadline) {
-      const sample = rows.slice(0, 5).map((r) => `${r.id} ${OrderState[r.state]}`);
-      throw new Error(`${rows.length} of ${ids.length} orders are not PAID: ${sample.join(', ')}`);
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 /** Milliseconds from `upAt` to the first order that became PAID after it. */
 /** Orders whose awaited event never came, so the engine asked the system (await fallback). */
 async function askedByFallback(): Promise<number> {
@@ -187,7 +171,7 @@ describe('the workflow role under 30 orders/s', () => {
     const { accepted, errors } = await settle(submissions);
     expect(errors.other, 'client errors that are neither "not stored" nor "outcome unknown"').toEqual([]);
     for (const [k, v] of accepted) allAccepted.set(k, v);
-    await waitUntilPaid([...accepted.values()], 90_000);
+    await waitUntilPaid(query, [...accepted.values()], 90_000, 500);
     expectAlive();
     await expectNoDuplicates(allAccepted);
     // The relay saw its lease's session die (or its own query fail) and carried on.
@@ -255,7 +239,7 @@ describe('the workflow role under 30 orders/s', () => {
     const { accepted, errors } = await settle([...cut, ...down]);
     expect(errors.other).toEqual([]);
     for (const [k, v] of accepted) allAccepted.set(k, v);
-    await waitUntilPaid([...accepted.values()], 60_000);
+    await waitUntilPaid(query, [...accepted.values()], 60_000, 500);
     await expectNoDuplicates(allAccepted);
     figures.postgresCutOff = {
       outcomeUnknown: errors.outcomeUnknown,
@@ -281,7 +265,7 @@ describe('the workflow role under 30 orders/s', () => {
     expect(submissions.filter((s) => s.error).map((s) => `${s.key}: ${s.error!.message}`)).toEqual([]);
     const { accepted } = await settle(submissions);
     for (const [k, v] of accepted) allAccepted.set(k, v);
-    await waitUntilPaid([...accepted.values()], 120_000);
+    await waitUntilPaid(query, [...accepted.values()], 120_000, 500);
     expectAlive();
     await expectNoDuplicates(allAccepted);
     figures.rabbitmq = {

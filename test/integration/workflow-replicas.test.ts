@@ -25,7 +25,7 @@ import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { OrderService } from '../../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { deleteQueues } from '../../runtime/src/local/stack.js';
 import { EventType } from '../../runtime/src/orders/envelope.js';
-import { type Submission, submitOnce } from './support/order-load.js';
+import { type Submission, submitOnce, waitUntilPaid } from './support/order-load.js';
 import { type RoleProcess, startRoleProcess } from './support/role-process.js';
 import { BROKER_URL, freshDatabase } from './support/services.js';
 
@@ -144,22 +144,6 @@ async function burst(keys: string[], afterEach: (accepted: number) => void = () 
     }),
   );
   return { accepted: new Map(answers.map((a) => [a.key, a.orderId!])), retried };
-}
-
-async function waitUntilPaid(ids: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const rows = await query<{ id: string; state: number }>(
-      'SELECT id, state FROM orders WHERE id = ANY($1::text[]) AND state <> $2',
-      [ids, OrderState.PAID],
-    );
-    if (rows.length === 0) return;
-    if (Date.now() > deadline) {
-      const sample = rows.slice(0, 5).map((r) => `${r.id} ${OrderState[r.state]}`);
-      throw new Error(`${rows.length} of ${ids.length} orders are not PAID: ${sample.join(', ')}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 type StepRow = {
@@ -304,7 +288,7 @@ describe(`${REPLICAS} workflow replicas on one PostgreSQL Workflow`, () => {
     const { accepted } = await burst(keys);
     expect(accepted.size).toBe(BURST);
     const ids = [...accepted.values()];
-    await waitUntilPaid(ids, 180_000);
+    await waitUntilPaid(query, ids, 180_000, 250);
     const seconds = (Date.now() - started) / 1000;
     for (const r of replicas) expect(r.process.exited(), 'a replica exited').toBeUndefined();
     const consumed = await consumedPerReplica();
@@ -350,7 +334,7 @@ describe(`${REPLICAS} workflow replicas on one PostgreSQL Workflow`, () => {
       'SELECT count(*)::int AS n FROM orders WHERE id = ANY($1::text[]) AND state <> $2',
       [ids, OrderState.PAID],
     );
-    await waitUntilPaid(ids, 180_000);
+    await waitUntilPaid(query, ids, 180_000, 250);
     const recoverySeconds = (Date.now() - killedAt) / 1000;
     for (const r of replicas.filter((x) => !x.killed))
       expect(r.process.exited(), 'a survivor exited').toBeUndefined();

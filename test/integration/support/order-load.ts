@@ -2,6 +2,7 @@
 // answer, sorts client errors into "known not stored" and "outcome unknown", and retries the unknown
 // ones with the same idempotency key, as a client is told to.
 import { type Client, Code, ConnectError } from '@connectrpc/connect';
+import { OrderState } from '../../../runtime/src/gen/o2c/v1/entities_pb.js';
 import type { OrderService } from '../../../runtime/src/gen/o2c/v1/order_service_pb.js';
 
 export interface Submission {
@@ -70,4 +71,29 @@ export async function steadyLoad<T>(options: {
   }
   const [submissions, result] = await Promise.all([Promise.all(pending), during]);
   return { submissions, during: result };
+}
+
+/** A test's read of the Workflow database. */
+export type RowsQuery = <R extends Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<R[]>;
+
+/** Waits until every order of `ids` is PAID, reading every `intervalMs`; else names five that are not. */
+export async function waitUntilPaid(
+  query: RowsQuery,
+  ids: string[],
+  timeoutMs: number,
+  intervalMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = await query<{ id: string; state: number }>(
+      'SELECT id, state FROM orders WHERE id = ANY($1::text[]) AND state <> $2',
+      [ids, OrderState.PAID],
+    );
+    if (rows.length === 0) return;
+    if (Date.now() > deadline) {
+      const sample = rows.slice(0, 5).map((r) => `${r.id} ${OrderState[r.state]}`);
+      throw new Error(`${rows.length} of ${ids.length} orders are not PAID: ${sample.join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
 }
