@@ -15,6 +15,15 @@ let plane: ControlPlane;
 let client: KubeClient;
 const running: Operator[] = [];
 
+/** An operator started in this file's namespace, once it leads; stopped after all tests if still running. */
+async function leadingOperator(identity: string, options: { resyncMs?: number } = {}): Promise<Operator> {
+  const op = startOperator(plane, identity, { leaseNamespace: ns, ...options });
+  running.push(op);
+  await op.start();
+  await op.waitUntilLeading();
+  return op;
+}
+
 /** The operator's API requests, Lease traffic left out, by `VERB resource`. */
 async function requests(op: Operator): Promise<Record<string, number>> {
   const { values } = await op.metrics.apiRequests.get();
@@ -88,10 +97,7 @@ afterAll(async () => {
 
 describe('the calls a Pipeline costs', () => {
   it('six API calls and one queue declaration to set it up, none for the echoes of its own writes', async () => {
-    const op = startOperator(plane, 'calls-a', { leaseNamespace: ns });
-    running.push(op);
-    await op.start();
-    await op.waitUntilLeading();
+    const op = await leadingOperator('calls-a');
     await settled(op);
     const before = await requests(op);
     const declaredBefore = await declarations(op);
@@ -126,10 +132,7 @@ describe('the calls a Pipeline costs', () => {
   });
 
   it('per resync period one read of its connection Secret and one declaration, and no write', async () => {
-    const op = startOperator(plane, 'calls-b', { leaseNamespace: ns, resyncMs: RESYNC_MS });
-    running.push(op);
-    await op.start();
-    await op.waitUntilLeading();
+    const op = await leadingOperator('calls-b', { resyncMs: RESYNC_MS });
     // A new leader has no memory: it reads and declares once, then knows.
     await settled(op);
     const before = await requests(op);
