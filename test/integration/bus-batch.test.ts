@@ -16,11 +16,10 @@ import {
   listDlq,
   PermanentError,
   type QueueSpec,
-  queueName,
 } from '../../runtime/src/bus/index.js';
 import { type Envelope, EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import type { Store } from '../../runtime/src/store/index.js';
-import { closeBus, eventually, openBus } from './support/bus.js';
+import { closeBus, eventually, openBus, specMaker } from './support/bus.js';
 
 const DB = 'o2c_test_bus_batch';
 const RUN = randomBytes(3).toString('hex');
@@ -33,15 +32,12 @@ let publisher: ConfirmPublisher;
 let store: Store;
 const specs: QueueSpec[] = [];
 
-function aSpec(purpose: string): QueueSpec {
-  const spec: QueueSpec = {
-    name: queueName(NS, 'workflow', 'billing', purpose),
-    bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${NS}.${purpose}.#` }],
-    retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 400, multiplier: 2 } },
-  };
-  specs.push(spec);
-  return spec;
-}
+const aSpec = specMaker(
+  NS,
+  'billing',
+  { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 400, multiplier: 2 } },
+  specs,
+);
 
 function anEnvelope(type: string, subject = ''): Envelope {
   return create(EnvelopeSchema, {

@@ -20,7 +20,6 @@ import {
   PermanentError,
   planQueueTopology,
   type QueueSpec,
-  queueName,
   readEventLog,
   replayDlq,
   retryDelayMs,
@@ -30,7 +29,7 @@ import {
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import type { Store } from '../../runtime/src/store/index.js';
-import { closeBus, eventually, openBus } from './support/bus.js';
+import { closeBus, eventually, openBus, specMaker } from './support/bus.js';
 import { BROKER_URL } from './support/services.js';
 
 const DB = 'o2c_test_bus_delivery';
@@ -42,16 +41,12 @@ let publisher: ConfirmPublisher;
 let store: Store;
 const specs: QueueSpec[] = [];
 
-function aSpec(purpose: string, overrides: Partial<QueueSpec> = {}): QueueSpec {
-  const spec: QueueSpec = {
-    name: queueName(NS, 'workflow', 'billing', purpose),
-    bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${NS}.${purpose}.#` }],
-    retry: { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 1_000, multiplier: 2 } },
-    ...overrides,
-  };
-  specs.push(spec);
-  return spec;
-}
+const aSpec = specMaker(
+  NS,
+  'billing',
+  { maxAttempts: 3, backoff: { initialMs: 100, maxMs: 1_000, multiplier: 2 } },
+  specs,
+);
 
 function anEnvelope(type: string, fields: { orderingKey?: string; subject?: string } = {}) {
   return create(EnvelopeSchema, {

@@ -20,11 +20,10 @@ import {
   type HandlerOutcome,
   handleOnce,
   type QueueSpec,
-  queueName,
 } from '../../runtime/src/bus/index.js';
 import { EnvelopeSchema } from '../../runtime/src/gen/o2c/v1/events_pb.js';
 import { openStore, type Store } from '../../runtime/src/store/index.js';
-import { eventually } from './support/bus.js';
+import { eventually, specMaker } from './support/bus.js';
 import { type PrivateRabbit, startPrivateRabbit } from './support/private-services.js';
 import { BROKER_URL, freshDatabase } from './support/services.js';
 
@@ -40,15 +39,12 @@ const specs: QueueSpec[] = [];
 const connections: BusConnection[] = [];
 const children: ChildProcess[] = [];
 
-function aSpec(purpose: string): QueueSpec {
-  const spec: QueueSpec = {
-    name: queueName(NS, 'workflow', 'orders', purpose),
-    bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${NS}.${purpose}.#` }],
-    retry: { maxAttempts: 5, backoff: { initialMs: 200, maxMs: 2_000, multiplier: 2 } },
-  };
-  specs.push(spec);
-  return spec;
-}
+const aSpec = specMaker(
+  NS,
+  'orders',
+  { maxAttempts: 5, backoff: { initialMs: 200, maxMs: 2_000, multiplier: 2 } },
+  specs,
+);
 
 async function aConnection(name: string, url = BROKER_URL): Promise<BusConnection> {
   const conn = new BusConnection({

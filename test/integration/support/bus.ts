@@ -5,7 +5,9 @@ import {
   BusConnection,
   ConfirmPublisher,
   deleteQueueTopology,
+  EVENTS_EXCHANGE,
   type QueueSpec,
+  queueName,
 } from '../../../runtime/src/bus/index.js';
 import { openStore, type Store } from '../../../runtime/src/store/index.js';
 import { BROKER_URL, freshDatabase } from './services.js';
@@ -40,6 +42,23 @@ export async function closeBus(bus: Partial<Bus>, specs: readonly QueueSpec[] = 
   await bus.publisher?.close();
   await bus.conn?.close();
   await bus.store?.close();
+}
+
+/**
+ * A maker of queue specs for a test's Workflow `workflow` in namespace `ns`: each bound to
+ * `<ns>.<purpose>.#` on the events exchange with `retry`, and recorded in `specs` for the tear-down.
+ */
+export function specMaker(ns: string, workflow: string, retry: QueueSpec['retry'], specs: QueueSpec[]) {
+  return (purpose: string, overrides: Partial<QueueSpec> = {}): QueueSpec => {
+    const spec: QueueSpec = {
+      name: queueName(ns, 'workflow', workflow, purpose),
+      bindings: [{ exchange: EVENTS_EXCHANGE, routingKey: `${ns}.${purpose}.#` }],
+      retry,
+      ...overrides,
+    };
+    specs.push(spec);
+    return spec;
+  };
 }
 
 /** Polls `probe` every `intervalMs` until it returns a value other than undefined or false. */
