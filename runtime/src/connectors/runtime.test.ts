@@ -13,6 +13,14 @@ import { ConnectorFailure } from './driver.js';
 import { ConnectorRuntime } from './runtime.js';
 import { SimulatorDriver } from './simulator/driver.js';
 
+/** The simulated ERP connector owning orders and inventory, with `limits` unless `config` sets its own. */
+function erpConfig(
+  limits: ConnectorRuntimeConfig['limits'],
+  config: Partial<ConnectorRuntimeConfig>,
+): ConnectorRuntimeConfig {
+  return { name: 'erp', system: 'erp', driver: 'simulator', owns: ['order', 'inventory'], limits, ...config };
+}
+
 function aRuntime(
   config: Partial<ConnectorRuntimeConfig> = {},
   driver = new SimulatorDriver({ seed: 7 }),
@@ -20,14 +28,7 @@ function aRuntime(
 ) {
   const published: OutboxMessage[] = [];
   const runtime = new ConnectorRuntime({
-    config: {
-      name: 'erp',
-      system: 'erp',
-      driver: 'simulator',
-      owns: ['order', 'inventory'],
-      limits: { burst: 100 },
-      ...config,
-    },
+    config: erpConfig({ burst: 100 }, config),
     driver,
     publisher: { publish: async (m) => void published.push(m) },
     clock,
@@ -124,14 +125,7 @@ async function aStoredRuntime(config: Partial<ConnectorRuntimeConfig> = {}, driv
     return transaction(fn);
   };
   const runtime = new ConnectorRuntime({
-    config: {
-      name: 'erp',
-      system: 'erp',
-      driver: 'simulator',
-      owns: ['order', 'inventory'],
-      limits: { requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 64 },
-      ...config,
-    },
+    config: erpConfig({ requestsPerSecond: 1_000_000, burst: 1_000_000, maxConcurrency: 64 }, config),
     driver,
     store,
   });
