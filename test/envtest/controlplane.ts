@@ -198,7 +198,22 @@ async function stopProcess(proc: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * Starts etcd and kube-apiserver on free ports. A port found free can be taken by another process
+ * before etcd or the apiserver binds it, and the process then exits at once: that start is tried
+ * again on other ports, up to three times.
+ */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startControlPlaneOnce(options);
+    } catch (err) {
+      if (attempt >= 3 || !/exited with code/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startControlPlaneOnce(options: ControlPlaneOptions): Promise<ControlPlane> {
   const binDir = options.binDir ?? envtestBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'o2c-envtest-'));
   generateCertificates(dir);
@@ -265,13 +280,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     apiserver = spawnApiserver();
     await waitFor('kube-apiserver', () => httpsOk(`${server}/readyz`, dir), 90_000, apiserver);
   } catch (err) {
-    const log = (() => {
+    const tail = (name: string) => {
       try {
-        return readFileSync(join(dir, 'apiserver.log'), 'utf8').slice(-3000);
+        return readFileSync(join(dir, name), 'utf8').slice(-3000);
       } catch {
         return '';
       }
-    })();
+    };
+    const log = `${tail('etcd.log')}\n${tail('apiserver.log')}`;
     await stop();
     throw new Error(`${(err as Error).message}\n${log}`);
   }
