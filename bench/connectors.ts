@@ -5,7 +5,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { create, toBinary } from '@bufbuild/protobuf';
-import pg from 'pg';
 import pino from 'pino';
 import { BusConnection } from '../runtime/src/bus/connection.js';
 import { ConfirmPublisher } from '../runtime/src/bus/publisher.js';
@@ -25,6 +24,7 @@ import { SimulatorDriver } from '../runtime/src/connectors/simulator/driver.js';
 import { OrderSchema } from '../runtime/src/gen/o2c/v1/entities_pb.js';
 import { EnvelopeSchema } from '../runtime/src/gen/o2c/v1/events_pb.js';
 import { openStore, registerMigrations, type Store } from '../runtime/src/store/index.js';
+import { freshPg } from './pg.js';
 
 const BROKER_URL = process.env.O2C_BENCH_BROKER_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const N = Number(process.env.O2C_BENCH_CALLS ?? 20_000);
@@ -149,20 +149,6 @@ async function atTheLimit(requestsPerSecond: number, seconds: number) {
   );
   const elapsed = (performance.now() - t0) / 1000;
   return { limitRequestsPerSecond: requestsPerSecond, calls: total, opsPerSecond: total / elapsed };
-}
-
-const PG_ADMIN = process.env.O2C_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-/** A fresh PostgreSQL database for the role's store (inbox, outbox), its URL. */
-async function freshPg(name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 /**

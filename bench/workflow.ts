@@ -25,11 +25,11 @@ import { OrderService } from '../runtime/src/gen/o2c/v1/order_service_pb.js';
 import { deleteQueues, stackFromManifests } from '../runtime/src/local/stack.js';
 import { loadManifests } from '../runtime/src/manifests.js';
 import type { SimulatorCounts } from './connectors-process.js';
+import { freshPg, PG_ADMIN } from './pg.js';
 import { brokenGuarantees, type Counts, tallyRun } from './workflow-counts.js';
 import type { ReplicaReady } from './workflow-replica.js';
 
 const BROKER = process.env.O2C_BROKER_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const PG_ADMIN = process.env.O2C_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const ORDERS = Number(process.env.O2C_BENCH_ORDERS ?? 1000);
 const CONCURRENCY = Number(process.env.O2C_BENCH_CONCURRENCY ?? 64);
 const REPLICAS = (process.env.O2C_BENCH_REPLICAS ?? '1,2').split(',').map(Number);
@@ -45,21 +45,6 @@ const parsed = stackFromManifests(loadManifests(['examples/distributor/']));
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
-
-function databaseUrl(name: string): string {
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function freshPg(name: string): Promise<string> {
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  return databaseUrl(name);
-}
 
 async function machine() {
   const admin = new pg.Client({ connectionString: PG_ADMIN });
